@@ -1,0 +1,1 @@
+"""The Information-Autoencoding family as algebra (terms, compiler, presets) and torch losses."""

@@ -1,0 +1,1 @@
+"""Training, data and search for the Information-Autoencoding family."""
