@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+
+_DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 class ConfigError(ValueError):
@@ -170,6 +174,7 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             value = yaml.safe_load(text)
         except yaml.YAMLError:
             value = text
+        value = _number_or_same(value)
         _set_dotted(data, key.strip(), value)
     return data
 
@@ -262,6 +267,7 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a whole number, got {value!r}")
         return value
     if hint is float:
+        value = _number_or_same(value)  # YAML 1.1 reads 1e-3 (no dot) as text
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         if not math.isfinite(value):
@@ -318,8 +324,23 @@ def _validate(experiment: Experiment) -> None:
         raise ConfigError("objective: give either `preset` or `lambdas`, not both")
     if o.mi_upper_bound is not None and o.mi_upper_bound <= 0:
         raise ConfigError("objective.mi_upper_bound: must be > 0 nats")
+    _check_objective(o)
     if o.mode == "lagrangian" and not o.dual.slack:
         raise ConfigError("objective.dual.slack: lagrangian mode needs {term: ε} to adapt")
+
+
+def _check_objective(objective: ObjectiveConfig) -> None:
+    """The objective must be a trainable member of the family (compiled at load time)."""
+    from objectives.compile import compile_objective
+    from objectives.terms import FamilyError
+
+    try:
+        compiled = compile_objective(objective)
+    except FamilyError as error:
+        raise ConfigError(f"objective: {error}") from None
+    if not compiled.tractable:
+        blocked = ", ".join(compiled.residual)
+        raise ConfigError(f"objective: intractable in every toolbox, blocked by {blocked}")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -360,6 +381,13 @@ def _deep_copy(data: Any) -> Any:
     if isinstance(data, list):
         return [_deep_copy(v) for v in data]
     return data
+
+
+def _number_or_same(value: Any) -> Any:
+    """'2e-3' -> 0.002: YAML 1.1 reads exponents without a dot as text."""
+    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        return float(value)
+    return value
 
 
 def _kind(value: Any) -> str:
