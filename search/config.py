@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 import yaml
 
-
 _DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
