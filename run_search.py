@@ -3,6 +3,8 @@
     python run_search.py                        # search configs/quick.yaml (embedded mog data)
     python run_search.py search EXPERIMENT.yaml [--set key=value ...] [--resume] [--address ADDR]
     python run_search.py train  EXPERIMENT.yaml [--set key=value ...] [--out DIR]
+    python run_search.py report  RESULTS_DIR    # HTML dashboard: Pareto front of NLL vs I_q
+    python run_search.py export  RESULTS_DIR [--trial ID]   # trials as re-trainable YAML
     python run_search.py explain NAME|JSON      # a preset or Lagrangian, in words
 
 Every sub-command reads the same experiment file shape (DESIGN.md, "Experiment file").
@@ -50,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--resume", action="store_true", help="resume from the out dir's checkpoint")
 
+    report = commands.add_parser("report", help="write the HTML dashboard of a search")
+    report.add_argument("directory", type=Path, help="experiment directory <storage>/<name>")
+    report.add_argument("--out", type=Path, help="HTML path (default: <directory>/report.html)")
+
+    export = commands.add_parser("export", help="write trials as experiment files to re-train")
+    export.add_argument("directory", type=Path, help="experiment directory <storage>/<name>")
+    export.add_argument("--trial", action="append", help="trial id (default: the Pareto set)")
+    export.add_argument("--out", type=Path, help="folder (default: <directory>/exports)")
+
     explain = commands.add_parser("explain", help="explain a preset or a Lagrangian in words")
     explain.add_argument("what", help="a preset name (e.g. beta-vae) or a Lagrangian as JSON")
     explain.add_argument("params", nargs=argparse.REMAINDER, help="preset parameters: --beta 4")
@@ -68,11 +79,31 @@ def main(argv: list[str] | None = None) -> int:
         from search.train import main_train
 
         return main_train(args)
+    if args.command in ("report", "export"):
+        return _analysis(args)
     if args.command == "explain":
         from objectives.__main__ import main as objectives_main
 
         return objectives_main(["explain", args.what, *args.params])
     raise AssertionError(args.command)
+
+
+def _analysis(args: argparse.Namespace) -> int:
+    from analysis.export import export_trials
+    from analysis.report import write_report
+    from analysis.results import ResultsError
+    from search.config import ConfigError
+
+    try:
+        if args.command == "report":
+            print(f"dashboard: {write_report(args.directory, args.out)}")
+        else:
+            for path in export_trials(args.directory, args.trial, args.out):
+                print(f"exported: {path}   (re-train: python run_search.py train {path})")
+    except (ResultsError, ConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
