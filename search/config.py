@@ -63,7 +63,7 @@ class ObjectiveConfig:
     alpha2: float = 0.0  # coefficient of I_q(x;z)
     lambdas: Mapping[str, float] = field(default_factory=dict)  # term -> multiplier
     kernel: Literal["imq", "rbf"] = "imq"  # MMD kernel
-    mi_upper_bound: float | None = None  # paper 4.1: cap on -E_q log p(x|z) (nats), None: off
+    mi_upper_bound: float | None = None  # paper 4.1: cap on the rate E KL(q(z|x)||p(z)), nats
     mode: Literal["fixed", "lagrangian"] = "fixed"  # lagrangian: dual ascent on `dual.slack`
     dual: DualConfig = field(default_factory=DualConfig)
 
