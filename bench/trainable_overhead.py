@@ -1,0 +1,135 @@
+"""Overhead of the trainable: samples/s of `Trainer.train_steps` against a bare PyTorch loop.
+
+Both train the same ELBO network (same layer sizes, same data, same batch size, and the same
+optimiser: the trainer's fused Adam) in one process, in interleaved rounds so that machine
+noise hits both alike; the median over rounds is reported. `bare_default_adam` adds the bare
+loop with torch's default (per-tensor) Adam, what a hand-written loop usually runs.
+Prints one JSON line: {"ours": samples/s, "bare": samples/s, "ratio": ours/bare, ...}.
+Target: ratio >= 0.9 on CPU.
+
+    python bench/trainable_overhead.py                         # mog, hidden 128 (< 1 minute)
+    python bench/trainable_overhead.py --dataset mnist --data-dir ../shared/data/mnist-subset-10k \
+        --hidden 512 --z-dim 50 --rounds 7 --steps 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from search.config import experiment_from_dict  # noqa: E402
+from search.train import Trainer  # noqa: E402
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [nn.Linear(a, b), nn.Tanh()]
+    return nn.Sequential(*layers[:-1])  # no activation after the output layer
+
+
+class BareLoop:
+    """The ELBO as one would write it by hand: two MLPs, reparameterisation, analytic KL."""
+
+    def __init__(self, trainer: Trainer, seed: int, fused: bool = True) -> None:
+        torch.manual_seed(seed)
+        e = trainer.experiment
+        x_dim, z_dim, h, layers = trainer.dataset.dim, e.model.z_dim, e.model.hidden, e.model.layers
+        self.gaussian = trainer.dataset.likelihood == "gaussian"
+        self.encoder = mlp([x_dim, *[h] * layers, 2 * z_dim])
+        self.decoder = mlp([z_dim, *[h] * layers, (2 if self.gaussian else 1) * x_dim])
+        params = [*self.encoder.parameters(), *self.decoder.parameters()]
+        self.optimizer = torch.optim.Adam(params, lr=e.train.lr, fused=fused or None)
+        self.batches = trainer.dataset.train_batches(
+            e.train.batch_size, torch.Generator().manual_seed(seed)
+        )
+
+    def train_steps(self, n: int) -> None:
+        for _ in range(n):
+            x = next(self.batches)
+            mu, logvar = self.encoder(x).chunk(2, dim=-1)
+            z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+            out = self.decoder(z)
+            if self.gaussian:
+                mean, dec_logvar = out.chunk(2, dim=-1)
+                log_lik = -0.5 * (
+                    math.log(2 * math.pi) + dec_logvar + (x - mean) ** 2 * torch.exp(-dec_logvar)
+                ).sum(-1)
+            else:
+                log_lik = -F.binary_cross_entropy_with_logits(out, x, reduction="none").sum(-1)
+            kl = 0.5 * (torch.exp(logvar) + mu**2 - 1 - logvar).sum(-1)
+            loss = (kl - log_lik).mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="mog", choices=["mog", "mnist", "fashion-mnist"])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--z-dim", type=int, default=None, help="default: 1 for mog, 50 otherwise")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=300, help="steps per round and side")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    z_dim = args.z_dim or (1 if args.dataset == "mog" else 50)
+    experiment = experiment_from_dict(
+        {
+            "name": "overhead",
+            "dataset": {"name": args.dataset, "data_dir": args.data_dir},
+            "model": {"hidden": args.hidden, "layers": 2, "z_dim": z_dim, "activation": "tanh"},
+            "objective": {"preset": "elbo"},
+            "train": {"batch_size": args.batch_size, "device": "cpu", "steps": 10**9},
+        }
+    )
+    ours = Trainer(experiment, threads=args.threads)
+    loops = {
+        "ours": ours,
+        "bare": BareLoop(ours, seed=1),
+        "bare_default_adam": BareLoop(ours, seed=1, fused=False),
+    }
+    for loop in loops.values():
+        loop.train_steps(20)  # warm-up: allocator, Adam state
+
+    rates: dict[str, list[float]] = {name: [] for name in loops}
+    for round_ in range(args.rounds):
+        order = list(loops.items())
+        for name, loop in order if round_ % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            loop.train_steps(args.steps)
+            rates[name].append(args.steps * args.batch_size / (time.perf_counter() - start))
+    assert ours.status == "running", f"the benchmark run diverged: {ours.diverged}"
+    result = {
+        "bench": "trainable_overhead",
+        "dataset": args.dataset,
+        "hidden": args.hidden,
+        "z_dim": z_dim,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "ours": round(statistics.median(rates["ours"]), 1),
+        "bare": round(statistics.median(rates["bare"]), 1),
+        "bare_default_adam": round(statistics.median(rates["bare_default_adam"]), 1),
+    }
+    result["ratio"] = round(result["ours"] / result["bare"], 3)
+    result["ratio_vs_default_adam"] = round(result["ours"] / result["bare_default_adam"], 3)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
