@@ -703,9 +703,12 @@ def _start_ray(address: str | None, num_cpus: int | None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS")
-    quiet = {"logging_level": logging.WARNING, "configure_logging": True}
-    if address:  # ship our two packages to the cluster's workers with the job
-        modules = [str(Path(__file__).resolve().parents[1] / p) for p in ("objectives", "search")]
+    # Trial output stays in Ray's logs and each trial's error.txt (its last line is in
+    # trials.csv and the progress line); the console shows one line per finished trial.
+    quiet = {"logging_level": logging.WARNING, "configure_logging": True, "log_to_driver": False}
+    if address:  # ship our packages to the cluster's workers with the job
+        root = Path(__file__).resolve().parents[1]
+        modules = [str(root / p) for p in ("objectives", "search", "analysis")]
         ray.init(address=address, runtime_env={"py_modules": modules}, **quiet)
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
