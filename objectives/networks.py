@@ -180,7 +180,20 @@ class GaussianEncoder(nn.Module):
         return DiagonalGaussian(*self.encode(x))
 
 
-class BernoulliDecoder(nn.Module):
+class Decoder(nn.Module):
+    """p(x|z): `forward(z)` gives the distribution; density and sampling follow from it."""
+
+    def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x|z), (B,)."""
+        return self(z).log_prob(x)
+
+    def sample(self, z: Tensor, relaxed: bool, generator: torch.Generator | None = None) -> Tensor:
+        """x ~ p(x|z), (B, D): Gaussian reparameterised; Bernoulli relaxed (differentiable, in
+        (0, 1)) when `relaxed`, else hard {0, 1}."""
+        return self(z).sample(generator, relaxed)
+
+
+class BernoulliDecoder(Decoder):
     """p(x|z): independent Bernoulli pixels with logits from an MLP (paper C.2)."""
 
     def __init__(self, x_dim: int, config: ModelConfig) -> None:
@@ -190,16 +203,8 @@ class BernoulliDecoder(nn.Module):
     def forward(self, z: Tensor) -> Bernoulli:
         return Bernoulli(self.net(z))  # logits (B, D)
 
-    def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p(x|z), (B,)."""
-        return self(z).log_prob(x)
 
-    def sample(self, z: Tensor, relaxed: bool, generator: torch.Generator | None = None) -> Tensor:
-        """x ~ p(x|z), (B, D): relaxed (differentiable, in (0, 1)) or hard {0, 1}."""
-        return self(z).sample(generator, relaxed)
-
-
-class GaussianDecoder(nn.Module):
+class GaussianDecoder(Decoder):
     """p(x|z) = N(m(z), diag σ²(z)) with log σ² softly bounded (paper C.1)."""
 
     def __init__(self, x_dim: int, config: ModelConfig) -> None:
@@ -209,14 +214,6 @@ class GaussianDecoder(nn.Module):
     def forward(self, z: Tensor) -> DiagonalGaussian:
         mean, raw = self.net(z).chunk(2, dim=-1)  # (B, D) each
         return DiagonalGaussian(mean, soft_clamp(raw, *DECODER_LOGVAR_RANGE))
-
-    def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p(x|z), (B,)."""
-        return self(z).log_prob(x)
-
-    def sample(self, z: Tensor, relaxed: bool, generator: torch.Generator | None = None) -> Tensor:
-        """x ~ p(x|z), (B, D), reparameterised (`relaxed` only matters for Bernoulli)."""
-        return self(z).sample(generator, relaxed)
 
 
 class Discriminator(nn.Module):
