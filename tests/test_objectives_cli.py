@@ -95,3 +95,16 @@ def test_explain_information_maximising_and_intractable() -> None:
     result = run("explain", '{"lambdas": {"JS(q(x|z)||p(x|z))": 1, "KL(q(z)||p(z))": 1}}')
     assert result.returncode == 0
     assert "intractable" in result.stdout and "JS(q(x|z)||p(x|z))" in result.stdout
+
+
+def test_run_search_explain_is_the_same_explanation() -> None:
+    result = subprocess.run(
+        [sys.executable, "run_search.py", "explain", "mmd-vae", "--alpha", "-1", "--lambda", "500"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "unary-likelihood-free" in result.stdout
+    assert "- E_q[log p(x|z)] + 500 MMD(q(z)||p(z))" in result.stdout
