@@ -407,3 +407,14 @@ def test_every_tractable_form_is_equivalent_to_its_input(
     assert is_equivalent(rebuilt, lagrangian_.vector())
     assert (compiled.toolbox == "intractable") == bool(compiled.residual)
     assert (compiled.toolbox == "intractable") == ("MMD(q(z|x)||p(z|x))" in lambdas)
+
+
+def test_every_kl_term_alone_is_binary_computable_so_only_non_kl_conditionals_block() -> None:
+    """(T_blf + P) ∩ (R + P) has dimension 18 = dim(R + P): nothing KL is intractable."""
+    from objectives.compile import reduce_to_tractable
+
+    for term in LAGRANGIAN_TERMS:
+        _, residual = reduce_to_tractable(term_vector(term))
+        assert residual == {}, term
+    r_plus_p = [term_vector(t) for t in LAGRANGIAN_TERMS] + elementary_transformations()
+    assert rank(r_plus_p) == dict(dimension_table())["(T_blf + P) ∩ (R + P)"] == 18
