@@ -21,24 +21,23 @@ filesystem or a bucket URI).
   search says so and runs the trials on CPU (the same file works on a laptop).
 - Results, in `<storage>/<name>/`: `experiment.yaml` (the experiment with its resolved
   metrics), `trials.csv` (one row per trial, rewritten as trials finish), `optuna.db` (the
-  Optuna study, SQLite: `optuna-dashboard sqlite:///<path>`), and Tune's own files.
+  Optuna study, SQLite: `optuna-dashboard sqlite:///<path>`), and Tune's own files;
+  `search.results` reads and writes them and formats the lines the search prints.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 import ray
 import yaml
@@ -47,30 +46,24 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from analysis.pareto import pareto_mask
 from analysis.report import write_report
 from search.config import METRICS, ConfigError, Experiment, load_experiment
 from search.data import DataError, load_dataset
+from search.results import (
+    FIELDS_AFTER_METRICS,
+    IMAGE_DATASETS,
+    Summary,
+    csv_fields,
+    format_line,
+    read_rows,
+    read_summary,
+    write_rows,
+)
 from search.spaces import Space, check_compiles, describe, enqueue_presets, parse_space, refusal
 
-IMAGE_DATASETS = ("mnist", "fashion-mnist")
 DEFAULT_METRICS = ("nll", "mi")
 STUDY_NAME = "search"
 FINAL_FILE = "final.yaml"  # beside a trial's last checkpoint: its final metrics
-STATUSES = ("ok", "diverged", "refused", "stopped", "error")
-FIELDS_AFTER_METRICS = (
-    "mi_cap",
-    "mi_bound",
-    "step",
-    "time_s",
-    "ended_at",
-    "diverged_step",
-    "diverged_term",
-    "restored_from_step",
-    "node_id",
-    "gpu_ids",
-    "reason",
-)
 
 
 # --------------------------------------------------------------------------- the plan
@@ -385,35 +378,6 @@ def _error_text(trial: Any) -> str:
     return lines[-1][:300] if lines else "the trial raised (see its error.txt)"
 
 
-def csv_fields(plan: SearchPlan) -> list[str]:
-    return ["trial_id", "status", *plan.space.keys, *METRICS, *FIELDS_AFTER_METRICS]
-
-
-def read_rows(path: Path) -> dict[str, dict[str, str]]:
-    """trial_id -> row of an existing trials.csv (empty when there is none)."""
-    if not path.is_file():
-        return {}
-    with path.open(newline="") as handle:
-        return {row["trial_id"]: row for row in csv.DictReader(handle)}
-
-
-def write_rows(path: Path, fields: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    """Write atomically: a reader never sees a half-written file."""
-    partial = path.with_suffix(".csv.tmp")
-    with partial.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(fields), extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _cell(v) for k, v in row.items()})
-    partial.replace(path)
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else "nan"
-    return "" if value is None else value
-
-
 class Progress(tune.Callback):
     """One line per finished trial on stdout, and `trials.csv` rewritten each time."""
 
@@ -448,112 +412,7 @@ class Progress(tune.Callback):
         upload(self.plan, "trials.csv")
 
 
-def format_line(plan: SearchPlan, row: Mapping[str, Any], done: int) -> str:
-    """`[  3/12] 4c1d0a2b  ok        beta=0.87 lambda=215  nll 1.412 mi 0.913  21 s`."""
-    params = " ".join(f"{_short(k)}={_num(row.get(k))}" for k in plan.space.keys)
-    mi = plan.mi_metric or ("rate" if plan.experiment.dataset.name in IMAGE_DATASETS else "mi")
-    shown = dict.fromkeys(["nll", *plan.metrics, mi])  # the objectives, nll and an MI bound
-    values = " ".join(f"{m} {_num(row.get(m))}" for m in shown)
-    line = f"[{done:>3}/{plan.num_samples}] {row['trial_id']}  {row['status']:<9} {params}"
-    line += f"  {values}"
-    if row.get("time_s") not in (None, ""):
-        line += f"  {float(row['time_s']):.0f} s"
-    if row["status"] in ("error", "refused") and row.get("reason"):
-        line += f"  ({str(row['reason'])[:120]})"
-    elif row["status"] == "diverged":
-        line += f"  (non-finite {row.get('diverged_term')} at step {row.get('diverged_step')})"
-    return line
-
-
-def _short(key: str) -> str:
-    return key.split(".", 2)[-1] if key.startswith("objective.") else key
-
-
-def _num(value: Any) -> str:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return "-"
-    return "nan" if math.isnan(number) else f"{number:.4g}"
-
-
 # --------------------------------------------------------------------------- summary
-
-
-@dataclass(frozen=True)
-class Summary:
-    """What a finished search found; `main_search` prints it."""
-
-    path: str  # the experiment directory (results)
-    trials_csv: Path
-    study_url: str
-    counts: dict[str, int]  # status -> trials
-    best_nll: float
-    best_trial: str
-    pareto: list[str]  # trial ids of the non-dominated ok trials
-    refused: int  # points the compiler refused: told to Optuna as failed, never run
-    metrics: tuple[str, ...]
-    mi_bound: str
-    mi_cap: float  # log N of the evaluation set (NaN before any trial evaluated)
-    dashboard: str = ""  # the HTML report (analysis.report), when one was written
-
-    def lines(self) -> list[str]:
-        labels = {"error": "failed"}  # raised, after search.max_failures retries
-        counts = ", ".join(f"{n} {labels.get(s, s)}" for s, n in self.counts.items() if n)
-        bound = self.mi_bound or "none"
-        if self.mi_bound.startswith("mi") and math.isfinite(self.mi_cap):
-            bound += f" = {self.mi_cap:.2f} nats"
-        total = sum(self.counts.values())
-        objectives = ", ".join(self.metrics)
-        refused = (
-            f"; {self.refused} points the compiler refused were not run" if self.refused else ""
-        )
-        return [
-            f"search finished: {total} trials ({counts or 'none'}){refused}",
-            f"best nll {_num(self.best_nll)} (trial {self.best_trial or '-'}); Pareto set over "
-            f"({objectives}): {len(self.pareto)} trials",
-            f"MI objective: {bound}",
-            f"Optuna study: optuna-dashboard {self.study_url}",
-            *([f"dashboard: {self.dashboard}"] if self.dashboard else []),
-            f"results: {self.path}",
-        ]
-
-
-def pareto_set(
-    rows: Iterable[Mapping[str, Any]], metrics: Sequence[str], modes: Sequence[str]
-) -> list[str]:
-    """Trial ids of the ok rows that no other ok row dominates (min/max per metric)."""
-    ok = [row for row in rows if row.get("status") == "ok"]
-    values = [[_float(row.get(m)) for m in metrics] for row in ok]
-    if not ok:
-        return []
-    mask = pareto_mask(np.array(values, dtype=float), modes)
-    return [row["trial_id"] for row, keep in zip(ok, mask, strict=True) if keep]
-
-
-def summarize(plan: SearchPlan) -> Summary:
-    rows = list(read_rows(plan.trials_csv).values())
-    counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
-    caps = [_float(r.get("mi_cap")) for r in rows]
-    mi_cap = next((c for c in caps if math.isfinite(c)), math.nan)
-    best, best_trial = math.inf, ""
-    for row in rows:
-        nll = _float(row.get("nll"))
-        if row["status"] == "ok" and nll < best:
-            best, best_trial = nll, row["trial_id"]
-    return Summary(
-        plan.experiment_path,
-        plan.trials_csv,
-        plan.study_url,
-        counts,
-        best if best_trial else math.nan,
-        best_trial,
-        pareto_set(rows, plan.metrics, plan.modes),
-        _refused_points(plan),
-        plan.metrics,
-        plan.mi_bound,
-        mi_cap,
-    )
 
 
 def _refused_points(plan: SearchPlan) -> int:
@@ -565,12 +424,9 @@ def _refused_points(plan: SearchPlan) -> int:
     return sum(t.user_attrs.get("status") == "refused" for t in trials)
 
 
-def _float(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return math.inf
-    return number if math.isfinite(number) else math.inf
+def summarize(plan: SearchPlan) -> Summary:
+    """What trials.csv says, with the refused points counted in the Optuna study."""
+    return read_summary(plan, _refused_points(plan))
 
 
 def upload(plan: SearchPlan, filename: str) -> None:

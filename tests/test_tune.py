@@ -22,6 +22,7 @@ import yaml
 import run_search
 from search import tune as search_tune
 from search.config import Experiment, experiment_from_dict, load_experiment
+from search.results import pareto_set
 from search.spaces import parse_space
 
 pytestmark = pytest.mark.slow
@@ -262,4 +263,4 @@ def test_pareto_set() -> None:
         {"trial_id": "c", "status": "ok", "nll": "2.0", "mi": "0.5"},  # dominated by a
         {"trial_id": "d", "status": "diverged", "nll": "nan", "mi": "nan"},
     ]
-    assert search_tune.pareto_set(rows, ["nll", "mi"], ["min", "max"]) == ["a", "b"]
+    assert pareto_set(rows, ["nll", "mi"], ["min", "max"]) == ["a", "b"]
