@@ -621,7 +621,10 @@ def _new_tuner(plan: SearchPlan, trainable: Any) -> tune.Tuner:
             name=plan.name,
             storage_path=plan.storage,
             failure_config=tune.FailureConfig(max_failures=search.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # Two, not one: Tune deletes the older checkpoint before it rewrites the experiment
+            # snapshot, so after a SIGKILL in between, a snapshot naming the only checkpoint
+            # kept would point at a deleted one and `--resume` could not restore that trial.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             callbacks=[Progress(plan)],
             verbose=0,
         ),
