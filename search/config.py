@@ -78,6 +78,7 @@ class TrainConfig:
     eval_size: int | None = None  # test points used by evaluation (None: the whole test set)
     iw_samples: int = 1000  # importance samples per test point for image nll
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast the training forward pass
     threads: int | None = None  # torch CPU threads (None: what the scheduler granted, or 1)
 
 

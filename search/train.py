@@ -264,7 +264,8 @@ class Trainer:
             if self.status == "diverged":
                 break
             x = next(self.batches)
-            out = self.loss(x, self.sampling)
+            with self._autocast():
+                out = self.loss(x, self.sampling)
             bad = _first_non_finite(out.losses, out.breakdown)
             if bad is not None:
                 self.status = "diverged"
@@ -286,6 +287,12 @@ class Trainer:
                 self.loss.set_tractable_form(self.dual.form(self.base_form))
         self._timing[0] += time.perf_counter() - start
         self._timing[1] += taken * self.experiment.train.batch_size
+
+    def _autocast(self) -> torch.autocast:
+        """bf16 autocast of the forward pass when `train.precision` asks for it (matmuls in
+        bf16 on tensor cores; losses, backward and evaluation stay in fp32)."""
+        enabled = self.experiment.train.precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     # ----------------------------------------------------------------- evaluation
 

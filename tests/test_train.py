@@ -152,6 +152,26 @@ def test_training_is_deterministic() -> None:
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("preset", ["elbo", "aae", "mmd-vae"])
+def test_bf16_autocast_trains_and_keeps_parameters_in_fp32(preset: str) -> None:
+    """train.precision: bf16 autocasts the forward pass (CPU autocast here, tensor cores on
+    a GPU); parameters and the optimiser stay fp32 and the run learns like the fp32 one."""
+    fp32 = Trainer(tiny(objective={"preset": preset}))
+    bf16 = Trainer(tiny(objective={"preset": preset}, train={"precision": "bf16"}))
+    for trainer in (fp32, bf16):
+        trainer.train_steps(200)
+        assert trainer.status == "running"
+    assert all(p.dtype == torch.float32 for p in bf16.model.parameters())
+    x = next(bf16.batches)
+    with bf16._autocast():
+        mu, _ = bf16.model.encoder.encode(x)
+    with fp32._autocast():
+        mu32, _ = fp32.model.encoder.encode(x)
+    assert (mu.dtype, mu32.dtype) == (torch.bfloat16, torch.float32)
+    nll32, nll16 = fp32.evaluate()["nll"], bf16.evaluate()["nll"]
+    assert math.isfinite(nll16) and abs(nll16 - nll32) < 0.1, (nll32, nll16)
+
+
 def test_run_yields_each_evaluation_and_a_final_dict() -> None:
     results = list(Trainer(tiny(train={"steps": 250})).run())
     assert [r["step"] for r in results] == [100, 200, 250]
