@@ -37,14 +37,6 @@ def beta_vae(beta: float) -> dict[str, float]:
     return {"E_q[log p(x|z)]": -1.0, "E_q[log q(z|x)]": beta, "E_q[log p(z)]": -beta}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _setup(likelihood: str, form, objective=OBJECTIVE, x_dim=4, seed=0, **kwargs):
     torch.manual_seed(seed)
     model = InfoAEModel(x_dim, TINY, likelihood)

@@ -25,14 +25,6 @@ from search.config import ModelConfig
 TINY = ModelConfig(hidden=8, layers=1, z_dim=2, discriminator_hidden=4)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _model(likelihood: str, x_dim: int = 5, seed: int = 0) -> InfoAEModel:
     torch.manual_seed(seed)
     return InfoAEModel(x_dim, TINY, likelihood)
