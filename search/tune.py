@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -314,21 +315,27 @@ def run_trial(config: dict[str, Any], experiment: Experiment) -> None:
         nan = dict.fromkeys(METRICS, math.nan)
         tune.report({**nan, "status": "refused", "reason": reason, "step": 0, **placement})
         return
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
+    checkpoints = restore_candidates(tune.get_checkpoint())
+    for checkpoint in checkpoints:
         with checkpoint.as_directory() as directory:
             final = Path(directory) / FINAL_FILE
             if final.is_file():  # finished before the driver stopped: report, do not retrain
                 metrics = yaml.safe_load(final.read_text())
                 tune.report({**metrics, "restored_from_step": metrics["step"], **placement})
                 return
+        break  # only the newest checkpoint can hold the final metrics
     threads = max(1, math.ceil(experiment.resources.cpu))  # the CPUs Ray granted the trial
     trainer = Trainer(experiment.with_values(point), threads=threads)
     restored = {"restored_from_step": 0}
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            trainer.load_checkpoint(Path(directory))
+    for checkpoint in checkpoints:  # newest first; one cut short by a SIGKILL is skipped
+        try:
+            with checkpoint.as_directory() as directory:
+                trainer.load_checkpoint(Path(directory))
+        except (OSError, RuntimeError, KeyError, EOFError):
+            trainer = Trainer(experiment.with_values(point), threads=threads)
+            continue
         restored["restored_from_step"] = trainer.step
+        break
     for metrics in trainer.run():
         metrics = {**metrics, **restored, **placement}
         with tempfile.TemporaryDirectory() as directory:
@@ -336,6 +343,40 @@ def run_trial(config: dict[str, Any], experiment: Experiment) -> None:
             if metrics.get("done"):
                 (Path(directory) / FINAL_FILE).write_text(yaml.safe_dump(_plain(metrics)))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def restore_candidates(checkpoint: tune.Checkpoint | None) -> list[tune.Checkpoint]:
+    """The checkpoints to resume a trial from, newest first.
+
+    Tune restores a trial from the checkpoint its last experiment snapshot names, and that
+    snapshot can lag several checkpoints behind the trial (it is written every few seconds).
+    On storage this process can read, every checkpoint of the trial is kept until the search
+    ends (`prune_checkpoints`), so the newest one on disk is used: finished work is not redone.
+    """
+    if checkpoint is None:
+        return []
+    path = Path(checkpoint.path)
+    if not path.is_dir():  # remote storage: only the one Tune names
+        return [checkpoint]
+    siblings = sorted(path.parent.glob("checkpoint_*"), reverse=True)
+    return [tune.Checkpoint.from_directory(str(p)) for p in siblings] or [checkpoint]
+
+
+def prune_checkpoints(plan: SearchPlan) -> int:
+    """After the search: keep only each trial's newest checkpoint. Returns how many went.
+
+    During the search every checkpoint is kept: Tune deletes old ones before it rewrites the
+    experiment snapshot, so after a SIGKILL in between the snapshot could name a deleted
+    checkpoint and `--resume` could not restore that trial.
+    """
+    if plan.is_remote:
+        return 0
+    removed = 0
+    for trial in Path(plan.experiment_path).glob("trial_*"):
+        for old in sorted(trial.glob("checkpoint_*"))[:-1]:
+            shutil.rmtree(old, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def _plain(metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -484,6 +525,7 @@ def run_search(
             tuner = _new_tuner(plan, trainable)
         tuner.fit()
         fail_orphans(plan)
+        prune_checkpoints(plan)
     finally:
         if started:
             ray.shutdown()
@@ -621,10 +663,8 @@ def _new_tuner(plan: SearchPlan, trainable: Any) -> tune.Tuner:
             name=plan.name,
             storage_path=plan.storage,
             failure_config=tune.FailureConfig(max_failures=search.max_failures),
-            # Two, not one: Tune deletes the older checkpoint before it rewrites the experiment
-            # snapshot, so after a SIGKILL in between, a snapshot naming the only checkpoint
-            # kept would point at a deleted one and `--resume` could not restore that trial.
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # all of them until the search ends: see prune_checkpoints
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
             callbacks=[Progress(plan)],
             verbose=0,
         ),
