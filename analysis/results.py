@@ -13,7 +13,6 @@ import pandas as pd
 
 from search.config import METRICS, Experiment, load_experiment
 
-IMAGE_DATASETS = ("mnist", "fashion-mnist")
 TOP_LEVEL_KEYS = ("dataset", "model", "objective", "train", "resources", "seed")
 
 
