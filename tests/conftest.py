@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+
+from search.data import write_idx
 
 
 @pytest.fixture(autouse=True)
@@ -15,3 +19,15 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def write_idx_dir(directory: Path, train: int, test: int, seed: int = 0) -> Path:
+    """A folder of random MNIST-layout IDX gzip files: `train` and `test` 28x28 images."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", train), ("t10k", test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        write_idx(directory / f"{prefix}-images-idx3-ubyte.gz", images)
+        labels = rng.integers(0, 10, n, dtype=np.uint8)
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return directory

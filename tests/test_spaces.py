@@ -6,16 +6,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import yaml
+from conftest import write_idx_dir
 
 import run_search
 from objectives.presets import get_preset
 from search import spaces
 from search import tune as search_tune
 from search.config import ConfigError, Experiment, experiment_from_dict, load_experiment
-from search.data import write_idx
 from search.spaces import (
     FAMILIES,
     Param,
@@ -392,16 +391,7 @@ SEARCH_CONFIGS = sorted(p.name for p in CONFIGS.glob("*.yaml") if "space" in p.r
 
 def write_mnist_fixture(directory: Path) -> None:
     """Four tiny IDX files in the MNIST layout (the data check reads them)."""
-    rng = np.random.default_rng(0)
-    directory.mkdir(parents=True)
-    for prefix, n in (("train", 8), ("t10k", 4)):
-        write_idx(
-            directory / f"{prefix}-images-idx3-ubyte.gz",
-            rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
-        )
-        write_idx(
-            directory / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n, dtype=np.uint8)
-        )
+    write_idx_dir(directory, train=8, test=4)
 
 
 @pytest.mark.parametrize("name", SEARCH_CONFIGS)

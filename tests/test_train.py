@@ -14,15 +14,14 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import write_idx_dir
 
 from objectives.estimators import ESTIMATORS, Estimator, expected_gradient_groups
 from objectives.presets import PRESETS
 from search.config import METRICS, ConfigError, Experiment, experiment_from_dict
-from search.data import write_idx
 from search.train import BatchStream, Trainer, load_experiment_dataset, main_train, train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -40,17 +39,7 @@ def _restore_threads():
 @pytest.fixture(scope="module")
 def idx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny MNIST-layout data set: 64 train and 32 test random images."""
-    directory = tmp_path_factory.mktemp("idx")
-    rng = np.random.default_rng(0)
-    for stem, n in (("train", 64), ("t10k", 32)):
-        write_idx(
-            directory / f"{stem}-images-idx3-ubyte.gz",
-            rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
-        )
-        write_idx(
-            directory / f"{stem}-labels-idx1-ubyte.gz", rng.integers(0, 10, n, dtype=np.uint8)
-        )
-    return directory
+    return write_idx_dir(tmp_path_factory.mktemp("idx"), train=64, test=32)
 
 
 def tiny(data_dir: Path | None = None, **sections: Any) -> Experiment:
