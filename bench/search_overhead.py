@@ -31,7 +31,7 @@ import optuna  # noqa: E402
 
 from search.config import Experiment, experiment_from_dict  # noqa: E402
 from search.spaces import parse_space  # noqa: E402
-from search.train import Trainer  # noqa: E402
+from search.training.trainer import Trainer  # noqa: E402
 from search.tune import distributions, run_search  # noqa: E402
 
 

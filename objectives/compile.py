@@ -16,24 +16,31 @@ from fractions import Fraction
 from functools import cache
 from typing import TYPE_CHECKING, Literal
 
+from objectives.presets import resolve
 from objectives.terms import (
-    ALL_COORDINATES,
-    TOOLBOX_TERMS,
     TOOLBOXES,
     Divergence,
     FamilyError,
     Lagrangian,
     Vector,
     add,
-    elementary_transformations,
     parse_divergence,
     scale,
     term_vector,
+)
+from objectives.toolboxes import (
+    ALL_COORDINATES,
+    BINARY_LIKELIHOOD_FREE,
+    LAGRANGIAN_TERMS,
+    LIKELIHOOD_BASED,
+    TOOLBOX_TERMS,
+    UNARY_LIKELIHOOD_FREE,
+    elementary_transformations,
     toolbox_of,
 )
 
 if TYPE_CHECKING:
-    from search.config import ObjectiveConfig
+    from objectives.config import ObjectiveConfig
 
 ToolboxResult = Literal[
     "likelihood-based", "unary-likelihood-free", "binary-likelihood-free", "intractable"
@@ -213,8 +220,6 @@ def compile_lagrangian(lagrangian: Lagrangian) -> Compiled:
 
 def compile_objective(objective: ObjectiveConfig) -> Compiled:
     """Resolve an experiment's `objective` (preset or Lagrangian) and compile it."""
-    from objectives.presets import resolve
-
     return compile_lagrangian(resolve(objective))
 
 
@@ -241,13 +246,6 @@ def dimension_table() -> list[tuple[str, int]]:
     dim(A ∩ B) = dim A + dim B - dim(A + B). R is spanned by the 12 terms of (16); the S
     families by the free directions of each named objective (Eq. 18-21, Theorems 2-3).
     """
-    from objectives.terms import (
-        BINARY_LIKELIHOOD_FREE,
-        LAGRANGIAN_TERMS,
-        LIKELIHOOD_BASED,
-        UNARY_LIKELIHOOD_FREE,
-    )
-
     v = term_vector
     p_columns = elementary_transformations()
     r_space = [v(t) for t in LAGRANGIAN_TERMS]

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from objectives.config import ModelConfig
 from objectives.networks import Discriminator
-from search.config import ModelConfig
 
 LOG_2 = math.log(2.0)
 MAX_RATIO_LOGIT = 10.0  # e^r of the dual-side gradient is capped at e^10: a variance guard

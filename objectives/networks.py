@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from search.config import ModelConfig
+from objectives.config import ModelConfig
 
 LOG_2PI = math.log(2.0 * math.pi)
 RELAXED_TEMPERATURE = 0.5  # Concrete / Gumbel-sigmoid temperature (Maddison et al.; Jang et al.)

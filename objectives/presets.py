@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from objectives.terms import FamilyError, Lagrangian, as_fraction
 
 if TYPE_CHECKING:
-    from search.config import ObjectiveConfig
+    from objectives.config import ObjectiveConfig
 
 F = Fraction
 

@@ -1,29 +1,27 @@
-"""Experiment files: frozen dataclasses, YAML loading, dotted overrides, validation.
+"""Experiment files: the `Experiment` and its sections, loaded and validated once.
 
 One file shape serves `train` (one config) and `search` (a config plus a `space`); see
 DESIGN.md, "Experiment file". Every bad value fails at load time with a `ConfigError` whose
-message names the dotted key and what is allowed, before any training or Ray start-up.
+message names the dotted key and what is allowed, before any training or Ray start-up. The
+objective is compiled when an `Experiment` is made (`Experiment.compiled`), once: the
+`Compiled` travels with the experiment to the trainer and to Ray's workers.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
-import types
-import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+from objectives.compile import Compiled, compile_objective
+from objectives.config import ConfigError, ModelConfig, ObjectiveConfig
+from objectives.terms import FamilyError
+from search.typed_yaml import apply_overrides, build, load_mapping, plain, set_dotted
 
-_DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
-class ConfigError(ValueError):
-    """A malformed experiment file or override; the message names the key."""
+__all__ = ["METRICS", "ConfigError", "Experiment", "experiment_from_dict", "load_experiment"]
 
 
 @dataclass(frozen=True)
@@ -33,39 +31,6 @@ class DatasetConfig:
     download: bool = False  # mnist only: fetch the four files into data_dir when missing
     train_size: int | None = None  # truncate the training set (None: all of it)
     test_size: int | None = None  # truncate the evaluation set (None: all of it)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    hidden: int = 1024  # units per hidden layer (paper C.1/C.2: 1024)
-    layers: int = 2  # hidden layers in encoder, decoder and discriminators
-    z_dim: int = 1  # latent size (paper: 1 for mog, 50 for MNIST)
-    activation: Literal["tanh", "relu", "softplus", "elu"] = "tanh"
-    likelihood: Literal["bernoulli", "gaussian"] | None = None  # None: the dataset's own
-    discriminator_hidden: int = 256  # units per hidden layer of each discriminator
-
-
-@dataclass(frozen=True)
-class DualConfig:
-    """Dual ascent on chosen multipliers (the paper: λ should be maximised, Section 4.1)."""
-
-    slack: Mapping[str, float] = field(default_factory=dict)  # term -> ε: constraint D <= ε
-    lr: float = 1e-3  # step size of projected gradient ascent on λ
-    lambda_min: float = 1e-3  # λ is clipped to [lambda_min, lambda_max]
-    lambda_max: float = 1e4
-
-
-@dataclass(frozen=True)
-class ObjectiveConfig:
-    preset: str | None = None  # a name from objectives.presets.PRESETS
-    params: Mapping[str, float] = field(default_factory=dict)  # the preset's parameters
-    alpha1: float = 0.0  # coefficient of I_p(x;z) (Lagrangian form, no preset)
-    alpha2: float = 0.0  # coefficient of I_q(x;z)
-    lambdas: Mapping[str, float] = field(default_factory=dict)  # term -> multiplier
-    kernel: Literal["imq", "rbf"] = "imq"  # MMD kernel
-    mi_upper_bound: float | None = None  # paper 4.1: cap on the rate E KL(q(z|x)||p(z)), nats
-    mode: Literal["fixed", "lagrangian"] = "fixed"  # lagrangian: dual ascent on `dual.slack`
-    dual: DualConfig = field(default_factory=DualConfig)
 
 
 @dataclass(frozen=True)
@@ -93,6 +58,7 @@ class SearchConfig:
     enqueue_presets: tuple[Mapping[str, float], ...] = ()  # points tried first
     max_failures: int = 1  # retries of a trial that raised (a diverged trial is not retried)
     seed: int | None = None  # sampler seed (None: the experiment seed)
+    study: str | None = None  # an Optuna storage URL (None: a journal file beside the results)
 
 
 @dataclass(frozen=True)
@@ -129,54 +95,42 @@ class Experiment:
 
     def __post_init__(self) -> None:
         _validate(self)
+        _ = self.compiled  # out-of-family or intractable objectives fail here, by key
+
+    @cached_property
+    def compiled(self) -> Compiled:
+        """The objective's Lagrangian and tractable form, compiled once per experiment."""
+        try:
+            compiled = compile_objective(self.objective)
+        except FamilyError as error:
+            raise ConfigError(f"objective: {error}") from None
+        if not compiled.tractable:
+            raise ConfigError(
+                f"objective: {compiled.lagrangian.describe()} is intractable in every toolbox "
+                f"(no tractable form under the elementary transformations); residual terms: "
+                f"{', '.join(compiled.residual)}"
+            )
+        return compiled
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data that `experiment_from_dict` reads back to an equal experiment."""
-        return _plain(self)
+        return plain(self)
 
     def with_values(self, values: Mapping[str, Any]) -> Experiment:
         """A copy with dotted keys set, e.g. {"objective.params.beta": 4.0}."""
         data = self.to_dict()
         for key, value in values.items():
-            _set_dotted(data, key, value)
+            set_dotted(data, key, value)
         return experiment_from_dict(data)
-
-
-# --------------------------------------------------------------------------- loading
 
 
 def load_experiment(path: str | Path, overrides: Iterable[str] = ()) -> Experiment:
     """Read an experiment file and apply `--set key=value` overrides."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: experiment file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {_kind(data)}")
-    data = apply_overrides(data, overrides)
+    data = apply_overrides(load_mapping(path), overrides)
     try:
         return experiment_from_dict(data)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
-
-
-def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply `dotted.key=value` strings; values are read as YAML scalars (2e-3, true, [1,2])."""
-    data = _deep_copy(data)
-    for override in overrides:
-        key, sep, text = override.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {override!r}: expected dotted.key=value")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            value = text
-        value = _number_or_same(value)
-        _set_dotted(data, key.strip(), value)
-    return data
 
 
 def experiment_from_dict(data: Mapping[str, Any]) -> Experiment:
@@ -185,7 +139,7 @@ def experiment_from_dict(data: Mapping[str, Any]) -> Experiment:
     objective = data.get("objective")
     if isinstance(objective, Mapping):
         data["objective"] = _split_preset_params(objective)
-    return _build(Experiment, data, prefix="")
+    return build(Experiment, data)
 
 
 def _split_preset_params(objective: Mapping[str, Any]) -> dict[str, Any]:
@@ -198,86 +152,8 @@ def _split_preset_params(objective: Mapping[str, Any]) -> dict[str, Any]:
         params.update(extra)
         out["params"] = params
     else:
-        out.update(extra)  # reported as unknown keys by _build
+        out.update(extra)  # reported as unknown keys by build
     return out
-
-
-def _build(cls: type, data: Any, prefix: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise ConfigError(
-            f"{prefix.rstrip('.') or 'experiment'}: expected a mapping, got {_kind(data)}"
-        )
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"{prefix}{unknown[0]}: unknown key; allowed under "
-            f"{prefix.rstrip('.') or 'the top level'}: {', '.join(fields)}"
-        )
-    hints = typing.get_type_hints(cls)
-    kwargs = {name: _coerce(hints[name], value, prefix + name) for name, value in data.items()}
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"{prefix.rstrip('.')}: {error}") from None
-
-
-def _coerce(hint: Any, value: Any, key: str) -> Any:
-    """Check `value` against a type hint, converting YAML's ints to floats and lists to tuples."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, key + ".")
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        errors = []
-        for option in options:
-            try:
-                return _coerce(option, value, key)
-            except ConfigError as error:
-                errors.append(str(error))
-        raise ConfigError(errors[0])
-    if origin is Literal:
-        if value not in args:
-            allowed = ", ".join(repr(a) for a in args)
-            raise ConfigError(f"{key}: {value!r} is not one of {allowed}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: expected a list, got {_kind(value)}")
-        return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
-    if origin in (Mapping, dict) or hint is Mapping:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a mapping, got {_kind(value)}")
-        if not args or args[1] is Any:
-            return dict(value)
-        return {str(k): _coerce(args[1], v, f"{key}.{k}") for k, v in value.items()}
-    if hint is Any:
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
-        return value
-    if hint is float:
-        value = _number_or_same(value)  # YAML 1.1 reads 1e-3 (no dot) as text
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected text, got {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported type {hint}")
 
 
 def _validate(experiment: Experiment) -> None:
@@ -324,71 +200,5 @@ def _validate(experiment: Experiment) -> None:
         raise ConfigError("objective: give either `preset` or `lambdas`, not both")
     if o.mi_upper_bound is not None and o.mi_upper_bound <= 0:
         raise ConfigError("objective.mi_upper_bound: must be > 0 nats")
-    _check_objective(o)
     if o.mode == "lagrangian" and not o.dual.slack:
         raise ConfigError("objective.dual.slack: lagrangian mode needs {term: ε} to adapt")
-
-
-def _check_objective(objective: ObjectiveConfig) -> None:
-    """The objective must be a trainable member of the family (compiled at load time)."""
-    from objectives.compile import compile_objective
-    from objectives.terms import FamilyError
-
-    try:
-        compiled = compile_objective(objective)
-    except FamilyError as error:
-        raise ConfigError(f"objective: {error}") from None
-    if not compiled.tractable:
-        blocked = ", ".join(compiled.residual)
-        raise ConfigError(f"objective: intractable in every toolbox, blocked by {blocked}")
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set `a.b.c` in nested dicts. Keys inside `lambdas`/`slack`/`params` may contain dots."""
-    parts = key.split(".")
-    node = data
-    for i, part in enumerate(parts[:-1]):
-        if part in ("lambdas", "slack", "params", "space"):
-            rest = ".".join(parts[i + 1 :])
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"{key}: {part} is not a mapping")
-            node[rest] = value
-            return
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"{key}: {'.'.join(parts[: i + 1])} is a value, not a mapping")
-        node = child
-    node[parts[-1]] = value
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _deep_copy(data: Any) -> Any:
-    if isinstance(data, Mapping):
-        return {k: _deep_copy(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_deep_copy(v) for v in data]
-    return data
-
-
-def _number_or_same(value: Any) -> Any:
-    """'2e-3' -> 0.002: YAML 1.1 reads exponents without a dot as text."""
-    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
-        return float(value)
-    return value
-
-
-def _kind(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"[:80]

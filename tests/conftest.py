@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from search.data import write_idx
+from search.training.idx import write_idx
 
 
 @pytest.fixture(autouse=True)

@@ -18,20 +18,18 @@ import numpy as np
 import pytest
 import torch
 
-from search import data
-from search.data import (
+from search.training import data
+from search.training.data import Dataset, load_dataset
+from search.training.idx import (
     IDX_FILES,
     IMAGE_MAGIC,
     LABEL_MAGIC,
-    MOG_ENTROPY,
     DataError,
-    Dataset,
     download_mnist,
-    load_dataset,
-    mog_log_density,
     read_idx,
     write_idx,
 )
+from search.training.mog import MOG_ENTROPY, mog_log_density, sample_mog
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN, N_TEST = 20, 10
@@ -92,7 +90,7 @@ def test_mog_log_density_closed_form_and_normalised() -> None:
 def test_mog_entropy_matches_monte_carlo() -> None:
     assert pytest.approx(1.3585, abs=1e-3) == MOG_ENTROPY
     generator = torch.Generator().manual_seed(0)
-    x = data.sample_mog(8_000_000, generator).double()
+    x = sample_mog(8_000_000, generator).double()
     monte_carlo = -mog_log_density(x).mean().item()  # standard error about 2e-4
     assert monte_carlo == pytest.approx(MOG_ENTROPY, abs=1e-3)
 

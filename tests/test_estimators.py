@@ -12,21 +12,23 @@ import math
 import pytest
 import torch
 
-from objectives.divergences import AdversarialDivergence, MaximumMeanDiscrepancy
-from objectives.estimators import (
-    ESTIMATORS,
-    FamilyLoss,
-    ForwardRecord,
+from objectives.config import ModelConfig, ObjectiveConfig
+from objectives.divergences import (
+    AdversarialDivergence,
+    MaximumMeanDiscrepancy,
     density_ratio_kl,
-    expected_gradient_groups,
-    gaussian_kl,
-    information_preference,
     js_estimate,
     mmd_unbiased,
     reverse_density_ratio_kl,
 )
+from objectives.estimators import (
+    ESTIMATORS,
+    FamilyLoss,
+    expected_gradient_groups,
+    information_preference,
+)
 from objectives.networks import Bernoulli, InfoAEModel
-from search.config import ModelConfig, ObjectiveConfig
+from objectives.record import ForwardRecord, gaussian_kl
 
 TINY = ModelConfig(hidden=8, layers=1, z_dim=2, discriminator_hidden=8)
 OBJECTIVE = ObjectiveConfig(preset="elbo")

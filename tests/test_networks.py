@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from objectives.config import ModelConfig
 from objectives.networks import (
     DECODER_LOGVAR_RANGE,
     Bernoulli,
@@ -20,7 +21,6 @@ from objectives.networks import (
     soft_clamp,
     standard_normal_log_prob,
 )
-from search.config import ModelConfig
 
 TINY = ModelConfig(hidden=8, layers=1, z_dim=2, discriminator_hidden=4)
 

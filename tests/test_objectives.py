@@ -18,15 +18,14 @@ from objectives.compile import (
 )
 from objectives.presets import PRESETS, get_preset
 from objectives.terms import (
-    LAGRANGIAN_TERMS,
     FamilyError,
     Lagrangian,
     add,
     canonical_term,
-    elementary_transformations,
     parse_divergence,
     term_vector,
 )
+from objectives.toolboxes import LAGRANGIAN_TERMS, elementary_transformations
 
 F = Fraction
 Q_DECODER, Q_ENCODER, Q_PRIOR = "E_q[log p(x|z)]", "E_q[log q(z|x)]", "E_q[log p(z)]"

@@ -1,4 +1,5 @@
-"""Tests for search/spaces.py and the checks `run_search.py search` makes before Ray starts."""
+"""Tests for search/spaces.py, space_config.py, feasibility.py and plan.py: the checks
+`run_search.py search` makes before Ray starts."""
 
 from __future__ import annotations
 
@@ -12,18 +13,13 @@ from conftest import write_idx_dir
 
 import run_search
 from objectives.presets import get_preset
-from search import spaces
+from search import feasibility
 from search import tune as search_tune
 from search.config import ConfigError, Experiment, experiment_from_dict, load_experiment
-from search.spaces import (
-    FAMILIES,
-    Param,
-    check_compiles,
-    enqueue_presets,
-    grid_points,
-    parse_space,
-    refusal,
-)
+from search.feasibility import check_compiles, enqueue_presets, grid_points, refusal
+from search.plan import plan_search, resolve_metrics
+from search.space_config import parse_space
+from search.spaces import FAMILIES, Param
 
 PRESET_PARAMS = {  # a value inside each family's default box, for the experiment's objective
     "beta-vae": {"beta": 1.0},
@@ -265,7 +261,7 @@ def test_check_compiles_names_the_refused_region(monkeypatch: pytest.MonkeyPatch
     def refuse_high_alpha(experiment: Experiment, point: dict[str, float]) -> str | None:
         return "intractable: made up" if point["objective.params.alpha"] > 0.5 else None
 
-    monkeypatch.setattr(spaces, "refusal", refuse_high_alpha)
+    monkeypatch.setattr(feasibility, "refusal", refuse_high_alpha)
     e = experiment({"family": "kl-infovae"})
     with pytest.raises(ConfigError) as caught:
         check_compiles(e, parse_space(e))
@@ -320,22 +316,22 @@ def test_enqueue_presets_outside_the_box_is_refused() -> None:
 
 def test_image_data_defaults_to_rate_mog_to_mi() -> None:
     mog = experiment({"family": "kl-infovae"})
-    assert search_tune.resolve_metrics(mog, explicit=False)[0].search.metrics == ("nll", "mi")
+    assert resolve_metrics(mog, explicit=False)[0].search.metrics == ("nll", "mi")
     mnist = experiment({"family": "kl-infovae"}, dataset={"name": "mnist"})
-    resolved, bound = search_tune.resolve_metrics(mnist, explicit=False)
+    resolved, bound = resolve_metrics(mnist, explicit=False)
     assert resolved.search.metrics == ("nll", "rate")
     assert bound.startswith("rate") and "upper bound on I_q" in bound
-    kept, bound = search_tune.resolve_metrics(mnist, explicit=True)
+    kept, bound = resolve_metrics(mnist, explicit=True)
     assert kept.search.metrics == ("nll", "mi") and bound.startswith("mi")
 
 
 def test_metrics_given_reads_the_file_and_overrides(tmp_path: Path) -> None:
     path = tmp_path / "e.yaml"
     path.write_text(yaml.safe_dump({"search": {"num_samples": 3}}))
-    assert not search_tune.metrics_given(path, [])
-    assert search_tune.metrics_given(path, ["search.metrics=[nll,mi]"])
+    assert not run_search.metrics_given(path, [])
+    assert run_search.metrics_given(path, ["search.metrics=[nll,mi]"])
     path.write_text(yaml.safe_dump({"search": {"metrics": ["nll", "mi"]}}))
-    assert search_tune.metrics_given(path, [])
+    assert run_search.metrics_given(path, [])
 
 
 # --------------------------------------------------------------------------- the command line
@@ -401,8 +397,8 @@ def test_shipped_search_configs_plan_without_ray(name: str, tmp_path: Path) -> N
         write_mnist_fixture(tmp_path / "mnist")
         overrides.append(f"dataset.data_dir={tmp_path / 'mnist'}")
     e = load_experiment(CONFIGS / name, overrides)
-    explicit = search_tune.metrics_given(CONFIGS / name, overrides)
-    plan = search_tune.plan_search(e, storage=str(tmp_path / "results"), explicit_metrics=explicit)
+    explicit = run_search.metrics_given(CONFIGS / name, overrides)
+    plan = plan_search(e, storage_root=str(tmp_path / "results"), explicit_metrics=explicit)
     assert plan.space.params and plan.num_samples >= 12
     if e.dataset.name == "mnist":
         assert plan.metrics == ("nll", "rate")  # left at the default on image data

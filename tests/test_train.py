@@ -21,19 +21,15 @@ from conftest import write_idx_dir
 
 from objectives.estimators import ESTIMATORS, Estimator, expected_gradient_groups
 from objectives.presets import PRESETS
+from run_search import main_train
 from search.config import METRICS, ConfigError, Experiment, experiment_from_dict
-from search.train import BatchStream, Trainer, load_experiment_dataset, main_train, train
+from search.training.data import BatchStream
+from search.training.run import train
+from search.training.runtime import machine_threads
+from search.training.trainer import Trainer, load_experiment_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MNIST_DIR = Path(os.environ.get("INFOAE_MNIST_DIR", REPO_ROOT / "../shared/data/mnist-subset-10k"))
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    """Trainer sets torch's process-wide thread count; give the next test its own back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -118,19 +114,52 @@ def test_every_preset_is_covered() -> None:
 # --------------------------------------------------------------------------- loop details
 
 
-def test_batch_stream_draws_what_train_batches_draws(idx_dir: Path) -> None:
+def test_batch_stream_resumes_from_its_state_with_the_same_draws(idx_dir: Path) -> None:
     dataset = load_experiment_dataset(tiny(data_dir=idx_dir))
-    ours = BatchStream(dataset, 24, seed=5, device=torch.device("cpu"))
-    theirs = dataset.train_batches(24, torch.Generator().manual_seed(5))
-    for mine, reference in zip((next(ours) for _ in range(7)), islice(theirs, 7), strict=True):
+    stream = BatchStream(dataset, 24, torch.Generator().manual_seed(5))
+    list(islice(stream, 3))
+    state = stream.state_dict()
+    expected = list(islice(stream, 5))  # crosses an epoch boundary (40 training rows)
+    resumed = BatchStream(dataset, 24, torch.Generator().manual_seed(99))
+    resumed.load_state_dict(state)
+    for mine, reference in zip(islice(resumed, 5), expected, strict=True):
         torch.testing.assert_close(mine, reference, rtol=0, atol=0)
 
 
-def test_threads_are_what_the_trial_was_granted() -> None:
-    Trainer(tiny(), threads=1)
-    assert torch.get_num_threads() == 1
-    Trainer(tiny(train={"threads": 2}))
-    assert torch.get_num_threads() == 2
+def test_threads_are_what_the_trial_was_granted_while_it_works_only() -> None:
+    before = torch.get_num_threads()
+    granted = 1 if before != 1 else 2
+    trainer = Trainer(tiny(), threads=granted)
+    seen: list[int] = []
+    original = trainer.loss.forward
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    trainer.loss.forward = spy
+    trainer.train_steps(2)
+    assert seen == [granted, granted]
+    assert torch.get_num_threads() == before  # restored for whatever runs next in the process
+    assert Trainer(tiny(train={"threads": 3})).threads == 3
+
+
+def test_train_outside_ray_uses_the_machines_cores_by_default() -> None:
+    assert Trainer(tiny()).threads == machine_threads()
+
+
+def test_a_trainer_leaves_no_global_state_behind() -> None:
+    rng, threads = torch.get_rng_state(), torch.get_num_threads()
+    trainer = Trainer(tiny(seed=3))
+    trainer.train_steps(3)
+    trainer.evaluate()
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert torch.get_num_threads() == threads
+    torch.manual_seed(12345)  # whatever the process's global stream holds,
+    first = Trainer(tiny(seed=3)).model.parameters()
+    second = Trainer(tiny(seed=3)).model.parameters()  # the seed alone decides the network
+    for a, b in zip(first, second, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_training_is_deterministic() -> None:

@@ -1,19 +1,21 @@
-"""`--resume` after the driver is killed (SIGKILL): nothing finished is lost or trained again.
+"""`--resume` after the driver is killed (SIGKILL), at three moments of one search.
 
-The search runs in a subprocess (its own Ray); once trials.csv shows finished trials the
-driver is killed, what it left behind is cleaned up, and `--resume` continues the search.
+The search runs in a subprocess (its own Ray). It is killed before its first trial ends, then
+mid-search, then during its last trial; each time what it left behind is cleaned up and
+`--resume` continues. At the end: as many trials as an uninterrupted run, none finished lost
+or trained again, and the Optuna study agrees with trials.csv.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -21,11 +23,11 @@ import pytest
 import yaml
 from test_tune import tiny
 
-from search.tune import STUDY_NAME
+from search.study import STUDY_NAME, open_storage
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-NUM_SAMPLES = 6
+NUM_SAMPLES = 5
 
 
 def rows_of(path: Path) -> dict[str, dict[str, str]]:
@@ -49,17 +51,10 @@ def search(path: Path, storage: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_resume_after_sigkill_keeps_finished_trials(tmp_path: Path) -> None:
-    data = tiny(
-        "resume",
-        train={"steps": 300, "eval_every": 100},
-        search={"num_samples": NUM_SAMPLES, "sampler": "tpe"},
-    )
-    path = tmp_path / "resume.yaml"
-    path.write_text(yaml.safe_dump(data))
-    home = tmp_path / "results" / "resume"
+def kill_when(command: list[str], ready: Callable[[], bool], what: str) -> None:
+    """Run `command`, SIGKILL it (and the Ray processes of its session) once `ready()`."""
     driver = subprocess.Popen(
-        search(path, tmp_path / "results"),
+        command,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -67,44 +62,67 @@ def test_resume_after_sigkill_keeps_finished_trials(tmp_path: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 180
-        while len(rows_of(home / "trials.csv")) < 2:
-            assert driver.poll() is None, "the search ended before it could be interrupted"
-            assert time.monotonic() < deadline, "no trial finished in time"
-            time.sleep(0.2)
+        while not ready():
+            assert driver.poll() is None, f"the search ended before it could be killed {what}"
+            assert time.monotonic() < deadline, f"never reached the moment {what}"
+            time.sleep(0.05)
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(driver.pid, signal.SIGKILL)  # Ray processes the dead driver left
-    before = rows_of(home / "trials.csv")
-    assert 2 <= len(before) < NUM_SAMPLES
 
-    done = subprocess.run(
-        search(path, tmp_path / "results", "--resume"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+
+def test_three_kills_and_resumes_lose_nothing(tmp_path: Path) -> None:
+    data = tiny(
+        "resume",
+        train={"steps": 400, "eval_every": 100},
+        search={"num_samples": NUM_SAMPLES, "max_concurrent": 1, "sampler": "tpe"},
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    after = rows_of(home / "trials.csv")
-    assert len(after) == NUM_SAMPLES and {r["status"] for r in after.values()} == {"ok"}
-    for trial_id, row in before.items():
-        kept = after[trial_id]
-        assert {k: kept[k] for k in ("nll", "mi", "elbo", "objective.params.alpha")} == {
-            k: row[k] for k in ("nll", "mi", "elbo", "objective.params.alpha")
-        }
-        # not trained again: each evaluation step was reported once (a trial that finished
-        # after the last snapshot may report its final result once more, from its checkpoint)
-        lines = (home / f"trial_{trial_id}" / "result.json").read_text().splitlines()
-        steps = [json.loads(line)["step"] for line in lines]
-        assert steps[:3] == [100, 200, 300] and set(steps[3:]) <= {300}
-        assert kept["restored_from_step"] in ("0", "300")
+    path = tmp_path / "resume.yaml"
+    path.write_text(yaml.safe_dump(data))
+    results = tmp_path / "results"
+    home = results / "resume"
+    csv_path = home / "trials.csv"
 
-    study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{home / 'optuna.db'}")
+    def first_result_only() -> bool:  # a trial has checkpointed, none has finished
+        return any(home.glob("trial_*/checkpoint_*")) and not rows_of(csv_path)
+
+    kill_when(search(path, results), first_result_only, "before the first trial ended")
+    assert not rows_of(csv_path)
+    resume = search(path, results, "--resume")
+    finished: dict[str, dict[str, str]] = {}
+    for wanted, what in ((2, "mid-search"), (NUM_SAMPLES - 1, "during the last trial")):
+
+        def reached(wanted: int = wanted) -> bool:
+            return len(rows_of(csv_path)) >= wanted
+
+        kill_when(resume, reached, what)
+        rows = rows_of(csv_path)
+        assert wanted <= len(rows) < NUM_SAMPLES, what
+        for trial_id, row in finished.items():  # what a kill found stays as it was
+            assert rows[trial_id] == row
+        finished = rows
+
+    done = subprocess.run(resume, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = rows_of(csv_path)
+    assert len(after) == NUM_SAMPLES  # what an uninterrupted run of this file makes
+    assert {r["status"] for r in after.values()} == {"ok"}
+    for trial_id, row in finished.items():  # recorded before a kill: never written again
+        assert after[trial_id] == row  # (a trial trained again would have a new ended_at)
+    for row in after.values():
+        assert row["step"] == "400" and row["restored_from_step"] in ("0", "100", "200", "300")
+    resumed_mid_trial = [r for r in after.values() if r["restored_from_step"] != "0"]
+    assert resumed_mid_trial  # the first kill caught a trial between two checkpoints
+
+    study = optuna.load_study(
+        study_name=STUDY_NAME, storage=open_storage(str(home / "optuna.journal"))
+    )
     trials = study.get_trials()
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
-    complete = {
-        t.user_attrs["tune_trial_id"] for t in trials if t.state == optuna.trial.TrialState.COMPLETE
-    }
-    assert complete == set(after)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(t.user_attrs["tune_trial_id"] for t in complete) == sorted(after)
+    for trial in complete:
+        row = after[trial.user_attrs["tune_trial_id"]]
+        assert trial.values == [pytest.approx(float(row["nll"])), pytest.approx(float(row["mi"]))]

@@ -27,8 +27,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from objectives.estimators import gaussian_kl, mmd_unbiased
+from objectives.divergences import mmd_unbiased
 from objectives.networks import LOG_2PI, DiagonalGaussian, standard_normal_log_prob
+from objectives.record import gaussian_kl
 
 Encode = Callable[[Tensor], tuple[Tensor, Tensor]]  # x (B, D) -> mu, logvar, each (B, Z)
 LogLikelihood = Callable[[Tensor, Tensor], Tensor]  # x (B, D), z (B, Z) -> log p(x|z) (B,)

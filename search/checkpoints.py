@@ -1,0 +1,59 @@
+"""A trial's checkpoints on disk: which to resume from, the final metrics, pruning; no Ray.
+
+Tune restores a trial from the checkpoint its last experiment snapshot names, and that snapshot
+can lag several checkpoints behind the trial (it is written every few seconds), or name none
+when the trial started after it. So while a search runs every checkpoint is kept, and a trial
+resumes from the newest one on disk (`candidates`): finished work is not redone. When the
+search ends `prune` keeps only each trial's newest. Tune would delete old checkpoints before it
+rewrites the snapshot, and after a SIGKILL in between the snapshot could name a deleted one and
+`--resume` could not restore that trial.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+FINAL_FILE = "final.yaml"  # beside a trial's last checkpoint: its final metrics
+
+
+def candidates(trial_dir: Path | None, named: str | None) -> list[Path]:
+    """The checkpoint folders to resume a trial from, newest first.
+
+    Every checkpoint in the trial's folder when this process can read it (local or shared
+    storage), newest written first: a snapshot that lags, or that predates the trial's first
+    checkpoint, loses nothing. Else (a URI) only the one Tune names, if any.
+    """
+    if trial_dir is not None and trial_dir.is_dir():
+        found = sorted(trial_dir.glob("checkpoint_*"), key=lambda p: p.stat().st_mtime_ns)
+        if found:
+            return found[::-1]
+    return [Path(named)] if named else []
+
+
+def write_final(directory: Path, metrics: Mapping[str, Any]) -> None:
+    """Mark a checkpoint as the trial's last, with its final metrics."""
+    plain = {k: (float(v) if isinstance(v, float) else v) for k, v in metrics.items()}
+    (Path(directory) / FINAL_FILE).write_text(yaml.safe_dump(plain))
+
+
+def read_final(directory: Path) -> dict[str, Any] | None:
+    """The final metrics of a trial that finished before the driver stopped, if this is it."""
+    path = Path(directory) / FINAL_FILE
+    if not path.is_file():
+        return None
+    return yaml.safe_load(path.read_text())
+
+
+def prune(experiment_path: str) -> int:
+    """Keep only each trial's newest checkpoint (local storage); returns how many went."""
+    removed = 0
+    for trial in Path(experiment_path).glob("trial_*"):
+        for old in sorted(trial.glob("checkpoint_*"))[:-1]:
+            shutil.rmtree(old, ignore_errors=True)
+            removed += 1
+    return removed

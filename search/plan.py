@@ -1,0 +1,223 @@
+"""Everything a search decides before Ray starts: the `SearchPlan`.
+
+`plan_search` validates the space, compiles a grid over it, checks that the data load on this
+(the driver's) machine, resolves which MI bound the search optimises, and picks the experiment
+directory `<storage>/<name>/`: `experiment.yaml` (the experiment as run, with its resolved
+metrics; `--resume` reads it), `trials.csv`, the Optuna study (`optuna.journal`, or the
+`search.study` URL) and Tune's own files. No Ray here.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import yaml
+
+from search import storage
+from search.config import ConfigError, Experiment, load_experiment
+from search.feasibility import check_compiles, enqueue_presets
+from search.space_config import parse_space
+from search.spaces import Space, describe
+from search.training.data import DataError, load_dataset
+
+DEFAULT_METRICS = ("nll", "mi")
+IMAGE_DATASETS = ("mnist", "fashion-mnist")
+JOURNAL_FILE = "optuna.journal"  # Optuna's journal storage: safe on shared filesystems (NFS)
+OWN_FILES = ("experiment.yaml", "trials.csv", JOURNAL_FILE)  # written by the driver
+ADDRESS_TIMEOUT_S = 5.0  # how long `--address` may stay silent before the search gives up
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """Everything decided before Ray starts; `experiment` carries the resolved metrics."""
+
+    experiment: Experiment
+    space: Space
+    storage: str  # results root: an absolute path, or a URI (s3://, gs://, file://)
+    name: str  # the experiment directory's name under `storage`
+    local_dir: Path  # where trials.csv, experiment.yaml and the journal are written
+    mi_bound: str  # what the MI objective is and which bound, for people ("" without one)
+    num_samples: int
+    points: tuple[Mapping[str, float], ...]  # enqueued starting points
+
+    @property
+    def experiment_path(self) -> str:
+        return storage.join(self.storage, self.name)
+
+    @property
+    def is_remote(self) -> bool:
+        return storage.is_remote(self.storage)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return self.experiment.search.metrics
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return self.experiment.search.modes
+
+    @property
+    def mi_metric(self) -> str:
+        return next((m for m in self.metrics if m in ("mi", "rate")), "")
+
+    @property
+    def study(self) -> str:
+        """The Optuna storage: `search.study` (a URL), else the journal file beside the results."""
+        return self.experiment.search.study or str((self.local_dir / JOURNAL_FILE).resolve())
+
+    @property
+    def trials_csv(self) -> Path:
+        return self.local_dir / "trials.csv"
+
+    def sync(self, filename: str) -> None:
+        """With a URI storage, copy one of the driver's files up beside Tune's files."""
+        if self.is_remote and (self.local_dir / filename).is_file():
+            storage.upload(self.local_dir / filename, storage.join(self.experiment_path, filename))
+
+
+def resolve_metrics(experiment: Experiment, explicit: bool) -> tuple[Experiment, str]:
+    """Swap the default `mi` for `rate` on image data unless the file chose; say which bound."""
+    search = experiment.search
+    images = experiment.dataset.name in IMAGE_DATASETS
+    if not explicit and search.metrics == DEFAULT_METRICS and images:
+        experiment = replace(experiment, search=replace(search, metrics=("nll", "rate")))
+    metrics = experiment.search.metrics
+    if "rate" in metrics:
+        bound = "rate: E KL(q(z|x)||p(z)), an upper bound on I_q(x;z)"
+        if images:
+            bound += " (on image data the aggregate-posterior mi saturates at log N)"
+    elif "mi" in metrics:
+        bound = "mi: I_q(x;z) with the aggregate posterior over the eval set, capped at log N"
+    else:
+        bound = ""
+    return experiment, bound
+
+
+def plan_search(
+    experiment: Experiment,
+    *,
+    storage_root: str | None = None,
+    resume: bool = False,
+    explicit_metrics: bool = False,
+) -> SearchPlan:
+    """Validate everything a search needs without Ray: space, compiler, data, storage."""
+    experiment, bound = resolve_metrics(experiment, explicit_metrics)
+    space = parse_space(experiment)
+    check_compiles(experiment, space)
+    points = tuple(enqueue_presets(experiment, space))
+    _check_data(experiment)
+    root = storage_root or experiment.storage
+    if not storage.is_remote(root):
+        root = str(Path(root).expanduser().resolve())
+    name = experiment.name if resume else _fresh_name(root, experiment.name)
+    if name != experiment.name:
+        experiment = replace(experiment, name=name)
+    num_samples = experiment.search.num_samples
+    if experiment.search.sampler == "grid":
+        num_samples = grid_size(space, num_samples)
+    local = storage.local_dir(root, name)
+    return SearchPlan(experiment, space, root, name, local, bound, num_samples, points)
+
+
+def stored_experiment(experiment: Experiment, storage_root: str | None) -> Experiment:
+    """The experiment a search started with (`--resume` continues that one). With a URI
+    storage its files are fetched first, so a search resumes from any machine."""
+    root = storage_root or experiment.storage
+    local = storage.local_dir(root, experiment.name)
+    if storage.is_remote(root):
+        for filename in OWN_FILES:
+            storage.download(storage.join(root, experiment.name, filename), local / filename)
+    path = local / "experiment.yaml"
+    if not path.is_file():
+        raise ConfigError(f"--resume: no search to resume ({path} not found)")
+    stored = load_experiment(path)
+    given, kept = experiment.to_dict(), stored.to_dict()
+    changed = [k for k in given if k not in ("storage", "search") and given[k] != kept[k]]
+    if changed:
+        print(f"note: resuming with {path}; changes to {', '.join(changed)} are ignored")
+    return stored
+
+
+def write_experiment(plan: SearchPlan) -> None:
+    """`experiment.yaml` in the experiment directory (and its stale local copies gone)."""
+    plan.local_dir.mkdir(parents=True, exist_ok=True)
+    if plan.is_remote:  # the local copy of an earlier search of that name
+        for stale in OWN_FILES:
+            (plan.local_dir / stale).unlink(missing_ok=True)
+    text = yaml.safe_dump(plan.experiment.to_dict(), sort_keys=False, allow_unicode=True)
+    (plan.local_dir / "experiment.yaml").write_text(text)
+    plan.sync("experiment.yaml")
+
+
+def announce(plan: SearchPlan, resume: bool) -> Iterable[str]:
+    """What the search is about to do, for people: a few lines."""
+    e = plan.experiment
+    pairs = zip(plan.metrics, plan.modes, strict=True)
+    objectives = ", ".join(f"{metric} ({mode})" for metric, mode in pairs)
+    yield (
+        f"{'resuming' if resume else 'searching'} {e.name}: {plan.num_samples} trials, "
+        f"{e.search.sampler} sampler, {e.search.max_concurrent} at a time; objectives {objectives}"
+    )
+    if plan.mi_bound:
+        yield f"MI objective: {plan.mi_bound}"
+    for line in describe(plan.space):
+        yield f"  {line}"
+    if e.search.sampler == "grid" and plan.num_samples != e.search.num_samples:
+        yield (
+            f"note: the grid sampler runs a full grid of {plan.num_samples} trials, "
+            f"not search.num_samples={e.search.num_samples}"
+        )
+
+
+def check_reachable(address: str) -> None:
+    """Fail in seconds, not minutes of Ray's retries, when nothing answers at `address`."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if address in ("auto", "local") or not host or not port.isdigit():
+        return  # Ray resolves these itself
+    try:
+        socket.create_connection((host, int(port)), timeout=ADDRESS_TIMEOUT_S).close()
+    except OSError as error:
+        raise ConfigError(
+            f"--address {address}: nothing answers at {host}:{port} ({error}); start the head "
+            "with `ray start --head` there, or check the address"
+        ) from None
+
+
+def grid_size(space: Space, num_samples: int) -> int:
+    """Trials of the full grid nearest `num_samples`: the same count of values per parameter."""
+    return grid_values_per_param(space, num_samples) ** len(space.params)
+
+
+def grid_values_per_param(space: Space, num_samples: int) -> int:
+    return max(2, round(num_samples ** (1 / len(space.params))))
+
+
+def _check_data(experiment: Experiment) -> None:
+    """Fail before Ray when the data set cannot be loaded on this (the driver's) machine."""
+    d = experiment.dataset
+    if d.name == "mog":
+        return
+    data_dir = str(Path(d.data_dir).expanduser()) if d.data_dir else None
+    try:
+        load_dataset(
+            d.name, data_dir, seed=experiment.seed, train_size=1, test_size=1, download=d.download
+        )
+    except (DataError, ValueError, OSError) as error:
+        raise ConfigError(f"dataset.data_dir: {error}") from None
+
+
+def _fresh_name(root: str, name: str) -> str:
+    """`name`, or `name-2`, `name-3`... when a search already lives there (see --resume)."""
+    candidate, index = name, 1
+    while _has_search(storage.join(root, candidate)):
+        index += 1
+        candidate = f"{name}-{index}"
+    return candidate
+
+
+def _has_search(path: str) -> bool:
+    """Our files or Tune's (tuner.pkl) at the path: a search lives there."""
+    return any(storage.exists(storage.join(path, f)) for f in (*OWN_FILES, "tuner.pkl"))

@@ -1,0 +1,225 @@
+"""The Optuna side of a search, on Optuna's public ask/tell API: `FamilyStudy`.
+
+Optuna proposes the multipliers; `search.tune` wraps a `FamilyStudy` as Ray Tune's searcher.
+A point the compiler refuses is told to Optuna as failed and another is asked for, so it is
+never trained; a trial whose last result is "diverged", "refused" or "error" is told as failed,
+never as NaN values. Each Optuna trial carries as user attributes the Tune trial id, the
+experiment directory and the status ("ok", "diverged", ..., "refused", "orphaned").
+
+The study lives with the experiment: by default Optuna's journal file `optuna.journal` in the
+experiment directory (written as each trial is told; the journal's file lock works on shared
+filesystems, where SQLite's does not), or any Optuna storage URL in `search.study`
+(`postgresql://...`, `sqlite:///...`) that several drivers and optuna-dashboard share.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.distributions import FloatDistribution
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from search.config import Experiment
+from search.feasibility import refusal
+from search.plan import SearchPlan, grid_values_per_param
+from search.spaces import Space
+
+STUDY_NAME = "search"
+TOLD_AS_COMPLETE = ("ok", "stopped")  # with finite metric values; every other status fails
+NOT_COUNTED = ("refused", "orphaned")  # never ran, or never will: not part of the budget
+
+
+def open_storage(study: str) -> BaseStorage:
+    """An Optuna storage from a URL (`postgresql://`, `sqlite:///`, ...) or a journal path."""
+    if "://" in study:
+        return RDBStorage(study)
+    Path(study).parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():  # the journal file backend is stable but still flagged
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return JournalStorage(JournalFileBackend(study))
+
+
+def make_sampler(plan: SearchPlan) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler `search.sampler` names, seeded (`search.seed`, else the experiment's)."""
+    search = plan.experiment.search
+    seed = search.seed if search.seed is not None else plan.experiment.seed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if search.sampler == "tpe":
+            startup = max(2, min(10, plan.num_samples // 3))
+            return optuna.samplers.TPESampler(
+                seed=seed, multivariate=True, constant_liar=True, n_startup_trials=startup
+            )
+        if search.sampler == "nsga2":
+            population = max(4, min(50, plan.num_samples // 3))
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+        if search.sampler == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        per_param = grid_values_per_param(plan.space, plan.num_samples)
+        grid = {p.key: p.grid(per_param) for p in plan.space.params}
+        return optuna.samplers.GridSampler(grid, seed=seed)
+
+
+def distributions(space: Space) -> dict[str, FloatDistribution]:
+    return {p.key: FloatDistribution(p.low, p.high, log=p.log) for p in space.params}
+
+
+class FamilyStudy:
+    """Ask for points the compiler accepts, tell results with our statuses; picklable.
+
+    `key` is the caller's name for a trial (Tune's trial id). The mapping key -> Optuna trial
+    number is rebuilt from the study's user attributes when the study is opened, so a resumed
+    driver (or another machine) continues where the study stands.
+    """
+
+    max_refusals = 50
+
+    def __init__(
+        self,
+        study: str,
+        experiment: Experiment,
+        space: Space,
+        sampler: optuna.samplers.BaseSampler,
+        directions: Sequence[str],
+        *,
+        owner: str,
+        budget: int,
+        points: Sequence[Mapping[str, float]] = (),
+    ):
+        self.study_url = study
+        self.experiment = experiment
+        self.distributions = distributions(space)
+        self.sampler = sampler
+        self.directions = [("minimize" if d == "min" else "maximize") for d in directions]
+        self.owner = owner  # the experiment directory: which of the study's trials are ours
+        self.budget = budget  # trials this search runs (refused points do not count)
+        self.points = [dict(p) for p in points]
+        self._study: optuna.Study | None = None
+        self._storage: BaseStorage | None = None
+        self.numbers: dict[str, int] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_study": None, "_storage": None}  # locks and connections
+
+    @property
+    def study(self) -> optuna.Study:
+        if self._study is None:
+            self._storage = open_storage(self.study_url)
+            self._study = optuna.create_study(
+                storage=self._storage,
+                study_name=STUDY_NAME,
+                sampler=self.sampler,
+                directions=self.directions,
+                load_if_exists=True,
+            )
+            ours = self._ours()
+            if not ours:
+                for point in self.points:  # the paper's points first, once per search
+                    self._study.enqueue_trial(point, user_attrs={"owner": self.owner})
+            self._fail_forgotten(ours)
+        return self._study
+
+    def _fail_forgotten(self, ours: list[optuna.trial.FrozenTrial]) -> None:
+        """Fail the running trials that the caller's saved state does not know: asked after
+        its last snapshot by a driver that then died, they will never report (Tune resumes
+        only the trials its snapshot holds). The others are counted from the study."""
+        known = set(self.numbers.values())
+        for trial in ours:
+            if trial.state == TrialState.RUNNING and trial.number not in known:
+                self._set_attr(trial.number, "status", "orphaned")
+                self._tell(trial.number, None, TrialState.FAIL)
+        self.numbers = {
+            t.user_attrs["tune_trial_id"]: t.number
+            for t in ours
+            if (t.state != TrialState.RUNNING or t.number in known)
+            and t.user_attrs.get("status") not in NOT_COUNTED
+        }
+
+    def exhausted(self) -> bool:
+        """Whether the budget is spent: trials asked and run, or running. The study keeps the
+        count, so a resumed search runs exactly as many trials as an uninterrupted one."""
+        _ = self.study  # opened: the count is the study's
+        return len(self.numbers) >= self.budget
+
+    def _ours(self, states: Sequence[TrialState] | None = None) -> list[optuna.trial.FrozenTrial]:
+        trials = self.study.get_trials(deepcopy=False, states=states)
+        return [
+            t
+            for t in trials
+            if t.user_attrs.get("owner") == self.owner and "tune_trial_id" in t.user_attrs
+        ]
+
+    # ----------------------------------------------------------------- ask and tell
+
+    def ask(self, key: str) -> dict[str, float]:
+        """A point the compiler accepts (dotted key -> value); refused ones are told failed."""
+        reason = ""
+        for _ in range(self.max_refusals):
+            trial = self.study.ask(self.distributions)
+            trial.set_user_attr("owner", self.owner)
+            trial.set_user_attr("tune_trial_id", key)
+            reason = refusal(self.experiment, trial.params)
+            if reason is None:
+                self.numbers[key] = trial.number
+                return dict(trial.params)
+            trial.set_user_attr("status", "refused")
+            trial.set_user_attr("reason", reason)
+            self._tell(trial.number, None, TrialState.FAIL)
+        raise RuntimeError(f"the compiler refused {self.max_refusals} points in a row: {reason}")
+
+    def tell(self, key: str, status: str, metrics: Mapping[str, Any], names: Sequence[str]):
+        """Tell the result of trial `key`; a trial told before (a resumed search) is skipped."""
+        number = self.numbers.get(key)
+        if number is None or self._finished(number):
+            return
+        self._set_attr(number, "status", status)
+        values = [metrics.get(name) for name in names]
+        usable = all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+        if status in TOLD_AS_COMPLETE and usable:
+            self._tell(number, [float(v) for v in values], TrialState.COMPLETE)
+        else:
+            self._tell(number, None, TrialState.FAIL)
+
+    def fail_orphans(self) -> int:
+        """Fail our trials still RUNNING after the search (asked, never run): how many."""
+        orphans = self._ours(states=(TrialState.RUNNING,))
+        for frozen in orphans:
+            self._set_attr(frozen.number, "status", "orphaned")
+            self._tell(frozen.number, None, TrialState.FAIL)
+        return len(orphans)
+
+    def refused(self) -> int:
+        """Points the compiler refused (never run): failed trials with status "refused"."""
+        failed = self._ours(states=(TrialState.FAIL,))
+        return sum(t.user_attrs.get("status") == "refused" for t in failed)
+
+    def _trial_id(self, number: int) -> tuple[BaseStorage, int]:
+        """The storage's own id of trial `number` (BaseStorage's public look-ups)."""
+        _ = self.study  # opens the storage
+        assert self._storage is not None
+        study_id = self._storage.get_study_id_from_name(STUDY_NAME)
+        return self._storage, self._storage.get_trial_id_from_study_id_trial_number(
+            study_id, number
+        )
+
+    def _finished(self, number: int) -> bool:
+        storage, trial_id = self._trial_id(number)
+        return storage.get_trial(trial_id).state.is_finished()
+
+    def _set_attr(self, number: int, key: str, value: Any) -> None:
+        storage, trial_id = self._trial_id(number)
+        storage.set_trial_user_attr(trial_id, key, value)
+
+    def _tell(self, number: int, values: list[float] | None, state: TrialState) -> None:
+        try:
+            self.study.tell(number, values, state=state, skip_if_finished=True)
+        except RuntimeError as error:  # GridSampler calls Study.stop once the grid is done,
+            if "Study.stop" not in str(error):  # which only an optimize loop allows; the
+                raise  # trial is told all the same (Optuna stores it before the sampler hook)

@@ -1,0 +1,62 @@
+"""A whole training run outside Ray: the `train` sub-command's work.
+
+JSON lines on stdout, and in the output directory `config.yaml` (the experiment),
+`metrics.jsonl` (one line per evaluation) and `checkpoint/` (after each evaluation); `resume`
+continues from the checkpoint and gives the same numbers as an uninterrupted run on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from search.config import Experiment
+from search.training.trainer import CHECKPOINT_FILE, Trainer
+
+
+def train(experiment: Experiment, out_dir: Path | None = None, resume: bool = False) -> dict:
+    """Train one config to the end; print one JSON line per evaluation; return the last.
+
+    With ``out_dir``: ``config.yaml`` (the experiment), ``metrics.jsonl`` (one line per
+    evaluation) and ``checkpoint/`` (after each evaluation); ``resume`` continues from it.
+    """
+    trainer = Trainer(experiment)
+    checkpoint = None
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint = out_dir / "checkpoint"
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(experiment.to_dict(), sort_keys=False))
+        if resume and (checkpoint / CHECKPOINT_FILE).is_file():
+            trainer.load_checkpoint(checkpoint)
+        elif resume:
+            print(f"note: no checkpoint in {checkpoint}; starting from step 0", file=sys.stderr)
+    log = open(out_dir / "metrics.jsonl", "a" if resume else "w") if out_dir else None  # noqa: SIM115
+    metrics: dict[str, Any] = {}
+    try:
+        for metrics in trainer.run():
+            line = json.dumps(_jsonable(metrics))
+            print(line, flush=True)
+            if log is not None:
+                log.write(line + "\n")
+                log.flush()
+            if checkpoint is not None:
+                trainer.save_checkpoint(checkpoint)
+    finally:
+        if log is not None:
+            log.close()
+    return metrics
+
+
+def _jsonable(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Strict JSON: a NaN or infinite metric (e.g. of a diverged run) is written as null."""
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+        for k, v in metrics.items()
+    }
