@@ -30,9 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import optuna  # noqa: E402
 
 from search.config import Experiment, experiment_from_dict  # noqa: E402
-from search.spaces import parse_space  # noqa: E402
+from search.space_config import parse_space  # noqa: E402
+from search.study import distributions  # noqa: E402
 from search.training.trainer import Trainer  # noqa: E402
-from search.tune import distributions, run_search  # noqa: E402
+from search.tune import run_search  # noqa: E402
 
 
 def experiment(args: argparse.Namespace) -> Experiment:
@@ -83,9 +84,11 @@ def through_search(base: Experiment) -> tuple[float, list[float]]:
     with tempfile.TemporaryDirectory() as storage:
         start = time.perf_counter()
         with contextlib.redirect_stdout(sys.stderr):  # stdout: the JSON line alone
-            summary = run_search(base, storage=storage, num_cpus=max(2, base.search.max_concurrent))
+            plan, _ = run_search(
+                base, storage_root=storage, num_cpus=max(2, base.search.max_concurrent)
+            )
         seconds = time.perf_counter() - start
-        lines = summary.trials_csv.read_text().splitlines()
+        lines = plan.trials_csv.read_text().splitlines()
     header = lines[0].split(",")
     nll = [float(line.split(",")[header.index("nll")]) for line in lines[1:]]
     return seconds, nll

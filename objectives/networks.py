@@ -78,13 +78,9 @@ class DiagonalGaussian:
         """H = ½ Σ (log 2π + 1 + log σ²), (B,)."""
         return 0.5 * (LOG_2PI + 1.0 + self.logvar).sum(-1)
 
-    def sample(
-        self,
-        generator: torch.Generator | None = None,
-        relaxed: bool = True,
-        straight_through: bool = False,
-    ) -> Tensor:
-        """Reparameterised draw mean + σ ε (differentiable); the flags only matter for Bernoulli."""
+    def sample(self, generator: torch.Generator | None = None, *_flags: bool) -> Tensor:
+        """Reparameterised draw mean + σ ε (differentiable); Bernoulli's sampling flags
+        (relaxed, straight-through) mean nothing for a Gaussian and are accepted as given."""
         eps = standard_normal(tuple(self.mean.shape), self.mean, generator)  # (B, K)
         return self.mean + torch.exp(0.5 * self.logvar) * eps
 

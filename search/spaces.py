@@ -95,83 +95,80 @@ class Family:
     paper: str = ""
 
 
-def _alpha(key: str) -> Param:
-    return Param(key, *ALPHA_RANGE)
-
-
 def lambda_param(key: str, low: float, high: float) -> Param:
     """A Lagrange multiplier λ: log-uniform, and its whole range must stay > 0."""
     return Param(key, low, high, log=True, multiplier=True)
 
 
-def _family(name: str, preset: str | None, paper: str, *params: Param) -> Family:
+def _family(name: str, paper: str, preset: str | None, **ranges: tuple[float, float]) -> Family:
+    """A family from its parameters' ranges: `lambda*` are multipliers (log, > 0), `alpha*`
+    and `beta` linear; a preset's parameters are `objective.params.*`, the Lagrangian's α
+    `objective.alpha1` / `objective.alpha2`."""
+    section = "objective.params." if preset else "objective."
+    params = [
+        lambda_param(section + n, *r) if n.startswith("lambda") else Param(section + n, *r)
+        for n, r in ranges.items()
+    ]
     return Family(name, preset, {p.name: p for p in params}, paper)
 
 
+A, BETA = ALPHA_RANGE, (0.1, 3.0)
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in [
         _family(
             "beta-elbo",
-            "beta-vae",
             "Theorem 1 / Eq. 15: (β-1) I_q + KL(q(x|z)||p(x|z)) + β KL(q(z)||p(z))",
-            Param("objective.params.beta", 0.1, 3.0),
+            "beta-vae",
+            beta=BETA,
         ),
         _family(
-            "kl-infovae",
             "kl-infovae",
             "Theorem 2, L_InfoVAE: α I_q + KL(q(x|z)||p(x|z)) + λ1 KL(q(z)||p(z)) "
             "+ λ2 KL(p(z)||q(z))",
-            _alpha("objective.params.alpha"),
-            lambda_param("objective.params.lambda1", 0.5, 5000.0),
-            lambda_param("objective.params.lambda2", 0.1, 100.0),
+            "kl-infovae",
+            alpha=A, lambda1=(0.5, 5000.0), lambda2=(0.1, 100.0),
         ),
         _family(
-            "mmd-vae",
             "mmd-vae",
             "Section 3.4, L_MMD-VAE: α I_q + KL(q(x|z)||p(x|z)) + λ MMD(p(z)||q(z))",
-            _alpha("objective.params.alpha"),
-            lambda_param("objective.params.lambda", 1.0, 5000.0),
+            "mmd-vae",
+            alpha=A, **{"lambda": (1.0, 5000.0)},
         ),
         _family(
-            "infovae",
             "infovae",
             "Section 4.2: L_β-ELBO + λ MMD(q(z)||p(z)), the paper's MNIST search",
-            Param("objective.params.beta", 0.1, 3.0),
-            lambda_param("objective.params.lambda", 1.0, 5000.0),
+            "infovae",
+            beta=BETA, **{"lambda": (1.0, 5000.0)},
         ),
         _family(
-            "kl-infogan",
             "kl-infogan",
             "Theorem 2, L_InfoGAN: -I_p + KL(p(z|x)||q(z|x)) + λ1 KL(p(x)||q(x)) "
             "+ λ2 KL(q(x)||p(x))",
-            lambda_param("objective.params.lambda1", 0.1, 100.0),
-            lambda_param("objective.params.lambda2", 0.1, 100.0),
+            "kl-infogan",
+            lambda1=(0.1, 100.0), lambda2=(0.1, 100.0),
         ),
         _family(
-            "infogan",
             "infogan",
             "Section 2.5 item 3: -I_p + KL(p(z|x)||q(z|x)) + λ1 JS(p(x)||q(x))",
-            lambda_param("objective.params.lambda1", 0.1, 100.0),
+            "infogan",
+            lambda1=(0.1, 100.0),
         ),
         _family(
-            "kl-infobigan",
             "kl-infobigan",
             "Theorem 3, L_InfoBiGAN: α I_p + KL(p(z|x)||q(z|x)) + λ1 KL(p(x)||q(x)) "
             "+ λ2 KL(q(x)||p(x))",
-            _alpha("objective.params.alpha"),
-            lambda_param("objective.params.lambda1", 0.1, 100.0),
-            lambda_param("objective.params.lambda2", 0.1, 100.0),
+            "kl-infobigan",
+            alpha=A, lambda1=(0.1, 100.0), lambda2=(0.1, 100.0),
         ),
         _family(
             "lagrangian",
-            None,
             "Definition 5: α1 I_p + α2 I_q + Σ λ_i D_i over chosen terms",
-            _alpha("objective.alpha1"),
-            _alpha("objective.alpha2"),
+            None,
+            alpha1=A, alpha2=A,
         ),
     ]
-}
+}  # fmt: skip
 FAMILY_ALIASES = {"beta-vae": "beta-elbo", "infobigan": "kl-infobigan"}
 
 

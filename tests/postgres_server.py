@@ -13,7 +13,7 @@ handed to the `postgres` system user that the package creates, and every Postgre
 runs as that user through `runuser -u postgres --` (util-linux, always on Debian: `su` made
 for root, with no password prompt and no shell of the user's in between).
 
-Use: `from tests.postgres_server import postgres_url  # noqa: F401` in tests/conftest.py, then
+Use: `from postgres_server import postgres_url  # noqa: F401` in tests/conftest.py, then
 `optuna.create_study(storage=postgres_url, ...)`. Imported into several test modules instead,
 pytest registers it once per module, so each starts a server of its own. The URL names the
 psycopg 3 driver, `postgresql+psycopg://`, which the `psycopg[binary]` wheel provides.

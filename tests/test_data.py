@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_idx_dir
 
 from search.training import data
 from search.training.data import Dataset, load_dataset
@@ -35,15 +36,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN, N_TEST = 20, 10
 
 
-def write_fixture_idx(directory: Path, suffix: str = ".gz", seed: int = 0) -> None:
+def write_fixture_idx(directory: Path, suffix: str = ".gz") -> None:
     """Four small IDX files (N_TRAIN / N_TEST random 28x28 digits) in the MNIST layout."""
-    rng = np.random.default_rng(seed)
-    directory.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", N_TRAIN), ("t10k", N_TEST)):
-        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        write_idx(directory / f"{prefix}-images-idx3-ubyte{suffix}", images)
-        labels = rng.integers(0, 10, n, dtype=np.uint8)
-        write_idx(directory / f"{prefix}-labels-idx1-ubyte{suffix}", labels)
+    write_idx_dir(directory, N_TRAIN, N_TEST, suffix=suffix)
 
 
 @pytest.fixture

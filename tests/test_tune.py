@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import yaml
 
 import run_search
 from analysis.summary import Summary, read_summary
+from search import storage
 from search import tune as search_tune
 from search.config import experiment_from_dict, load_experiment
 from search.study import STUDY_NAME, open_storage
@@ -54,9 +56,11 @@ def study_trials(study: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=STUDY_NAME, storage=open_storage(study)).get_trials()
 
 
-def search(data: dict[str, Any], tmp_path: Path) -> tuple[Summary, str]:
-    """Run a search as `run_search.py search` does; its summary and its study."""
-    plan, study = search_tune.run_search(experiment_from_dict(data), storage_root=str(tmp_path))
+def search(data: dict[str, Any], root: Path | None) -> tuple[Summary, str]:
+    """Run a search as `run_search.py search` does (results under `root`, else the file's
+    storage); its summary and its study."""
+    experiment = experiment_from_dict(data)
+    plan, study = search_tune.run_search(experiment, storage_root=str(root) if root else None)
     return read_summary(plan, study.refused()), plan.study
 
 
@@ -186,3 +190,62 @@ def test_a_trial_that_raises_is_retried_then_recorded(local_ray: None, tmp_path:
     assert summary.counts["error"] == 2 and summary.counts["ok"] == 0
     states = {t.state for t in study_trials(study)}
     assert states == {optuna.trial.TrialState.FAIL}
+
+
+# --------------------------------------------------------------------------- where results live
+
+
+def test_the_demo_runs_with_overrides_and_no_sub_command(
+    local_ray: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--set", "search.num_samples=2", "--set", "train.steps=100"]
+    argv += ["--set", "train.eval_every=100", "--set", "dataset.test_size=100"]
+    assert run_search.main([*argv, "--storage", str(tmp_path)]) == 0
+    rows = read_csv(tmp_path / "quick" / "trials.csv")
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"ok"}
+    assert capsys.readouterr().out.splitlines()[-1] == f"results: {tmp_path / 'quick'}"
+
+
+def test_a_uri_storage_keeps_the_study_and_resumes_on_another_machine(
+    local_ray: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """file:// stands in for a bucket: the driver's files are copied up as trials finish, and
+    a driver with none of them (an empty cache) resumes from the bucket alone."""
+    monkeypatch.setattr(storage, "CACHE", tmp_path / "driver-cache")
+    bucket = f"file://{tmp_path / 'bucket'}"
+    data = tiny("remote", storage=bucket, search={"num_samples": 2})
+    summary, study = search(data, None)  # the file's storage: the URI
+    remote = tmp_path / "bucket" / "remote"
+    for name in ("experiment.yaml", "trials.csv", "optuna.journal"):
+        assert (remote / name).read_bytes() == (
+            tmp_path / "driver-cache" / "remote" / name
+        ).read_bytes()
+    assert summary.counts["ok"] == 2
+    complete = [t for t in study_trials(str(remote / "optuna.journal")) if t.values]
+    assert len(complete) == 2
+
+    shutil.rmtree(tmp_path / "driver-cache")  # another machine: nothing local
+    plan, again = search_tune.run_search(
+        experiment_from_dict(data), storage_root=bucket, resume=True
+    )
+    assert len(read_csv(plan.trials_csv)) == 2 and again.exhausted()
+
+
+def test_a_study_on_postgresql_is_shared_by_two_searches(
+    local_ray: None, tmp_path: Path, postgres_url: str
+) -> None:
+    """`search.study` names any Optuna storage: two drivers share one study on a real
+    PostgreSQL server, each running and counting its own trials."""
+    first, _ = search(tiny("pg-a", search={"num_samples": 3, "study": postgres_url}), tmp_path)
+    second, _ = search(
+        tiny("pg-b", search={"num_samples": 2, "study": postgres_url, "seed": 1}), tmp_path
+    )
+    assert f"Optuna study: optuna-dashboard {postgres_url}" in first.lines()
+    assert first.counts["ok"] == 3 and second.counts["ok"] == 2
+    trials = study_trials(postgres_url)
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 5
+    for name, summary in (("pg-a", first), ("pg-b", second)):
+        owned = {
+            t.user_attrs["tune_trial_id"] for t in trials if t.user_attrs["owner"].endswith(name)
+        }
+        assert owned == {r["trial_id"] for r in read_csv(summary.trials_csv)}
