@@ -21,6 +21,11 @@ import yaml
 FINAL_FILE = "final.yaml"  # beside a trial's last checkpoint: its final metrics
 
 
+def trial_dirname(trial_id: str) -> str:
+    """A trial's folder in the experiment directory: its checkpoints and Tune's files."""
+    return f"trial_{trial_id}"
+
+
 def candidates(trial_dir: Path | None, named: str | None) -> list[Path]:
     """The checkpoint folders to resume a trial from, newest first.
 

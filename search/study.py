@@ -200,7 +200,7 @@ class FamilyStudy:
         failed = self._ours(states=(TrialState.FAIL,))
         return sum(t.user_attrs.get("status") == "refused" for t in failed)
 
-    def _trial_id(self, number: int) -> tuple[BaseStorage, int]:
+    def _storage_trial(self, number: int) -> tuple[BaseStorage, int]:
         """The storage's own id of trial `number` (BaseStorage's public look-ups)."""
         _ = self.study  # opens the storage
         assert self._storage is not None
@@ -210,11 +210,11 @@ class FamilyStudy:
         )
 
     def _finished(self, number: int) -> bool:
-        storage, trial_id = self._trial_id(number)
+        storage, trial_id = self._storage_trial(number)
         return storage.get_trial(trial_id).state.is_finished()
 
     def _set_attr(self, number: int, key: str, value: Any) -> None:
-        storage, trial_id = self._trial_id(number)
+        storage, trial_id = self._storage_trial(number)
         storage.set_trial_user_attr(trial_id, key, value)
 
     def _tell(self, number: int, values: list[float] | None, state: TrialState) -> None:

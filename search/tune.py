@@ -4,7 +4,7 @@ Ray Tune runs trials of `search.training.Trainer`; Optuna proposes (α1, α2, λ
 `FamilySearcher`, a Tune `Searcher` over `search.study.FamilyStudy` (Optuna's ask/tell), behind
 a `ConcurrencyLimiter`. One experiment file scales from a laptop (a local Ray with
 `--num-cpus`) to a cluster (`--address` or RAY_ADDRESS; `storage` on a shared filesystem or a
-bucket URI).
+bucket URI). Scheduling: FIFO, or ASHA early stopping for one metric (`search.scheduler`).
 
 - Resources: `resources.cpu` / `resources.gpu` per trial (fractions pack trials on a GPU); a
   trial's torch uses ceil(cpu) threads. gpu > 0 asked of a cluster with no GPU runs on CPU,
@@ -13,7 +13,6 @@ bucket URI).
   recorded and told to Optuna as failed, and the search goes on. `--resume` restores the Tune
   experiment; the study continues from its storage; a trial resumes from its newest
   checkpoint, and one that had finished reports its final metrics without training again.
-- Scheduling: FIFO, or ASHA early stopping for a single metric (`search.scheduler: asha`).
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import optuna
 import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -64,7 +64,7 @@ def run_trial(config: dict[str, Any], experiment: Experiment, experiment_path: s
         tune.report({**nan, "status": "refused", "reason": str(reason), "step": 0, **placement})
         return
     named = tune.get_checkpoint()
-    trial_dir = Path(experiment_path) / f"trial_{tune.get_context().get_trial_id()}"
+    trial_dir = Path(experiment_path) / checkpoints.trial_dirname(tune.get_context().get_trial_id())
     paths = checkpoints.candidates(trial_dir, named.path if named is not None else None)
     if paths:
         with tune.Checkpoint.from_directory(str(paths[0])).as_directory() as directory:
@@ -205,6 +205,8 @@ def run_search(
     for line in announce(plan, resume):
         print(line)
     _quiet_tune()
+    pending = str(plan.experiment.search.max_concurrent)  # Tune < 2.57: 1 for our searcher
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", pending)
     started = _start_ray(address, num_cpus)
     study = _study(plan)
     try:
@@ -263,7 +265,7 @@ def _new_tuner(plan: SearchPlan, trainable: Any, study: FamilyStudy) -> tune.Tun
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent),
             scheduler=scheduler,
             num_samples=-1,  # until the searcher's budget (plan.num_samples) is spent
-            trial_dirname_creator=trial_dirname,
+            trial_dirname_creator=lambda trial: checkpoints.trial_dirname(trial.trial_id),
             reuse_actors=True,  # a trial's process is kept for the next: torch is imported once
         ),
         run_config=tune.RunConfig(
@@ -278,24 +280,20 @@ def _new_tuner(plan: SearchPlan, trainable: Any, study: FamilyStudy) -> tune.Tun
     )
 
 
-def trial_dirname(trial: Any) -> str:
-    return f"trial_{trial.trial_id}"
-
-
 def _quiet_tune() -> None:
     """One line per trial is ours to print: Tune's tables, banners and snapshot warnings go."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter obeys verbose=0
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # a resumed search has trials killed before their first result: trials.csv says so
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created ..."
 
 
 def _start_ray(address: str | None, num_cpus: int | None) -> bool:
-    """Join `address` / RAY_ADDRESS, or start a local Ray; False if one was already running."""
+    """Join `address`, or start a local Ray; False if one was already running. Trial output
+    stays in Ray's logs and each trial's error.txt: the console shows a line per trial."""
     if ray.is_initialized():
         return False
-    # Trial output stays in Ray's logs and each trial's error.txt (its last line is in
-    # trials.csv and the progress line); the console shows one line per finished trial.
     quiet = {"logging_level": logging.WARNING, "configure_logging": True, "log_to_driver": False}
     if not address:
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)

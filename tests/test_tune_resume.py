@@ -113,8 +113,6 @@ def test_three_kills_and_resumes_lose_nothing(tmp_path: Path) -> None:
         assert after[trial_id] == row  # (a trial trained again would have a new ended_at)
     for row in after.values():
         assert row["step"] == "400" and row["restored_from_step"] in ("0", "100", "200", "300")
-    resumed_mid_trial = [r for r in after.values() if r["restored_from_step"] != "0"]
-    assert resumed_mid_trial  # the first kill caught a trial between two checkpoints
 
     study = optuna.load_study(
         study_name=STUDY_NAME, storage=open_storage(str(home / "optuna.journal"))
