@@ -1,18 +1,11 @@
 """The search on Ray Tune: the only module that imports ray (DESIGN.md).
 
-Ray Tune runs trials of `search.training.Trainer`; Optuna proposes (α1, α2, λ) through
-`FamilySearcher`, a Tune `Searcher` over `search.study.FamilyStudy` (Optuna's ask/tell), behind
-a `ConcurrencyLimiter`. One experiment file scales from a laptop (a local Ray with
-`--num-cpus`) to a cluster (`--address` or RAY_ADDRESS; `storage` on a shared filesystem or a
-bucket URI). Scheduling: FIFO, or ASHA early stopping for one metric (`search.scheduler`).
-
-- Resources: `resources.cpu` / `resources.gpu` per trial (fractions pack trials on a GPU); a
-  trial's torch uses ceil(cpu) threads. gpu > 0 asked of a cluster with no GPU runs on CPU,
-  said once (the same file works on a laptop).
-- Failures: a trial that raises is retried `search.max_failures` times; a diverged trial is
-  recorded and told to Optuna as failed, and the search goes on. `--resume` restores the Tune
-  experiment; the study continues from its storage; a trial resumes from its newest
-  checkpoint, and one that had finished reports its final metrics without training again.
+Ray Tune runs trials of `search.training.Trainer` (`run_trial`); Optuna proposes (α1, α2, λ)
+through `FamilySearcher`, a Tune `Searcher` over `search.study.FamilyStudy` (ask/tell), behind
+a `ConcurrencyLimiter`; `Progress` writes trials.csv. One experiment file scales from a laptop
+(a local Ray) to a cluster (`--address`; `storage` shared or a bucket URI). A trial that raises
+is retried `search.max_failures` times; `--resume` restores the Tune experiment, the study
+continues from its storage, and a trial from the newest checkpoint in its folder.
 """
 
 from __future__ import annotations
@@ -22,6 +15,7 @@ import math
 import os
 import pickle
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,8 +127,9 @@ class FamilySearcher(Searcher):
 class Progress(tune.Callback):
     """One line per finished trial, `trials.csv` rewritten and (URI storage) synced each time."""
 
-    def __init__(self, plan: SearchPlan):
+    def __init__(self, plan: SearchPlan, after_trial: Callable[[SearchPlan], Any] | None = None):
         self.plan = plan
+        self.after_trial = after_trial  # e.g. rewrite the dashboard (analysis, a layer above)
         self.rows: dict[str, dict[str, Any]] = {}
 
     def setup(self, **info: Any) -> None:
@@ -163,6 +158,11 @@ class Progress(tune.Callback):
         self.rows[trial.trial_id] = row
         self._write()
         print(format_line(self.plan, row, len(self.rows)), flush=True)
+        if self.after_trial is not None:
+            try:  # the row is saved: a failure here never loses a result
+                self.after_trial(self.plan)
+            except Exception as error:
+                print(f"note: after-trial hook failed ({type(error).__name__}: {error})")
 
     def _write(self) -> None:
         self.plan.local_dir.mkdir(parents=True, exist_ok=True)
@@ -182,8 +182,10 @@ def run_search(
     address: str | None = None,
     num_cpus: int | None = None,
     explicit_metrics: bool = False,
+    after_trial: Callable[[SearchPlan], Any] | None = None,
 ) -> tuple[SearchPlan, FamilyStudy]:
-    """Plan (no Ray), start or join Ray, run or resume the Tuner; the plan and the study."""
+    """Plan (no Ray), start or join Ray, run or resume the Tuner; the plan and the study.
+    `after_trial(plan)` runs in the driver after each finished trial's row is written."""
     if resume:
         experiment = stored_experiment(experiment, storage_root)
         explicit_metrics = True
@@ -221,7 +223,7 @@ def run_search(
                 plan.experiment_path, trainable, resume_unfinished=True, resume_errored=True
             )
         else:
-            tuner = _new_tuner(plan, trainable, study)
+            tuner = _new_tuner(plan, trainable, study, after_trial)
         tuner.fit()
         study.fail_orphans()
         if not plan.is_remote:
@@ -246,7 +248,9 @@ def _study(plan: SearchPlan) -> FamilyStudy:
     )
 
 
-def _new_tuner(plan: SearchPlan, trainable: Any, study: FamilyStudy) -> tune.Tuner:
+def _new_tuner(
+    plan: SearchPlan, trainable: Any, study: FamilyStudy, after_trial: Any
+) -> tune.Tuner:
     search = plan.experiment.search
     searcher = FamilySearcher(study, plan.metrics, plan.modes)
     scheduler: Any = FIFOScheduler()
@@ -274,7 +278,7 @@ def _new_tuner(plan: SearchPlan, trainable: Any, study: FamilyStudy) -> tune.Tun
             failure_config=tune.FailureConfig(max_failures=search.max_failures),
             # all of them until the search ends: see search.checkpoints
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-            callbacks=[Progress(plan)],
+            callbacks=[Progress(plan, after_trial)],
             verbose=0,
         ),
     )
@@ -284,8 +288,7 @@ def _quiet_tune() -> None:
     """One line per trial is ours to print: Tune's tables, banners and snapshot warnings go."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter obeys verbose=0
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # a resumed search has trials killed before their first result: trials.csv says so
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)  # resumes
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created ..."
 
 

@@ -56,11 +56,12 @@ def study_trials(study: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=STUDY_NAME, storage=open_storage(study)).get_trials()
 
 
-def search(data: dict[str, Any], root: Path | None) -> tuple[Summary, str]:
+def search(data: dict[str, Any], root: Path | None, **options: Any) -> tuple[Summary, str]:
     """Run a search as `run_search.py search` does (results under `root`, else the file's
     storage); its summary and its study."""
     experiment = experiment_from_dict(data)
-    plan, study = search_tune.run_search(experiment, storage_root=str(root) if root else None)
+    root_text = str(root) if root else None
+    plan, study = search_tune.run_search(experiment, storage_root=root_text, **options)
     return read_summary(plan, study.refused()), plan.study
 
 
@@ -139,7 +140,15 @@ def test_a_diverging_region_is_recorded_and_the_search_completes(
             "enqueue_presets": [{"train.lr": 1e-3}, {"train.lr": 1e5}],
         },
     )
-    summary, study = search(data, tmp_path)
+    seen: list[int] = []
+
+    def after_trial(plan: Any) -> None:  # e.g. the dashboard, rewritten as trials finish
+        seen.append(len(read_csv(plan.trials_csv)))
+        if len(seen) == 2:
+            raise RuntimeError("a broken hook")  # said, and the search goes on
+
+    summary, study = search(data, tmp_path, after_trial=after_trial)
+    assert seen == [1, 2, 3]
     rows = {r["trial_id"]: r for r in read_csv(summary.trials_csv)}
     assert len(rows) == 3
     diverged = [r for r in rows.values() if r["status"] == "diverged"]
