@@ -3,8 +3,11 @@
     python run_search.py [--set key=value ...] [--storage DIR]   # search configs/quick.yaml
     python run_search.py search EXPERIMENT.yaml [--set key=value ...] [--resume] [--address ADDR]
     python run_search.py train  EXPERIMENT.yaml [--set key=value ...] [--out DIR]
-    python run_search.py report  RESULTS_DIR    # HTML dashboard: Pareto front of NLL vs I_q
-    python run_search.py export  RESULTS_DIR [--trial ID]   # trials as re-trainable YAML
+    python run_search.py report  RESULTS_DIR [--out FILE] [--no-png]   # the HTML dashboard
+    python run_search.py export  RESULTS_DIR [--pick min-nll|max-mi|knee|trial=ID]
+                                 [--where "nll<=1.40"] [--all-pareto] [--format yaml|json]
+                                 [--out FILE|DIR]       # trials as re-trainable experiment files
+    python run_search.py compare RESULTS_DIR RESULTS_DIR ... [--out FILE]   # overlaid dashboard
     python run_search.py explain NAME|JSON      # a preset or Lagrangian, in words
 
 Every sub-command reads the same experiment file shape (DESIGN.md, "Experiment file"). The
@@ -18,12 +21,16 @@ import argparse
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
+if TYPE_CHECKING:
+    from search.plan import SearchPlan
+
 ROOT = Path(__file__).resolve().parent
 DEFAULT_EXPERIMENT = ROOT / "configs" / "quick.yaml"
-COMMANDS = ("search", "train", "report", "export", "explain")
+COMMANDS = ("search", "train", "report", "export", "compare", "explain")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,19 +56,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--resume", action="store_true", help="resume from the out dir's checkpoint")
 
-    report = commands.add_parser("report", help="write the HTML dashboard of a search")
-    report.add_argument("directory", type=Path, help="experiment directory <storage>/<name>")
-    report.add_argument("--out", type=Path, help="HTML path (default: <directory>/report.html)")
-
-    export = commands.add_parser("export", help="write trials as experiment files to re-train")
-    export.add_argument("directory", type=Path, help="experiment directory <storage>/<name>")
-    export.add_argument("--trial", action="append", help="trial id (default: the Pareto set)")
-    export.add_argument("--out", type=Path, help="folder (default: <directory>/exports)")
+    _analysis_commands(commands)
 
     explain = commands.add_parser("explain", help="explain a preset or a Lagrangian in words")
     explain.add_argument("what", help="a preset name (e.g. beta-vae) or a Lagrangian as JSON")
     explain.add_argument("params", nargs=argparse.REMAINDER, help="preset parameters: --beta 4")
     return parser
+
+
+def _analysis_commands(commands: argparse._SubParsersAction) -> None:
+    where = "experiment directory <storage>/<name>, or its storage URI"
+    report = commands.add_parser("report", help="write the HTML dashboard of a search")
+    report.add_argument("directory", help=where)
+    report.add_argument("--out", type=Path, help="HTML path (default: <directory>/report.html)")
+    report.add_argument("--no-png", action="store_true", help="skip the PNG of each figure")
+
+    export = commands.add_parser("export", help="write trials as experiment files to re-train")
+    export.add_argument("directory", help=where)
+    export.add_argument(
+        "--pick",
+        action="append",
+        default=[],
+        metavar="min-nll|max-mi|knee|trial=ID",
+        help="which trial (repeatable; default: every Pareto trial)",
+    )
+    export.add_argument(
+        "--where", action="append", default=[], metavar="COND", help='filter first: "nll<=1.40"'
+    )
+    export.add_argument("--all-pareto", action="store_true", help="one file per Pareto trial")
+    export.add_argument("--format", default="yaml", help="yaml (provenance as comments) or json")
+    export.add_argument(
+        "--out", type=Path, help="a file (one trial) or a folder (default: <directory>/exports)"
+    )
+
+    compare = commands.add_parser("compare", help="overlay several searches in one dashboard")
+    compare.add_argument("directories", nargs="+", help="experiment directories or URIs")
+    compare.add_argument("--out", type=Path, default=Path("compare.html"), help="HTML path")
+    compare.add_argument("--png", action="store_true", help="also a PNG of each figure")
 
 
 def _overrides(parser: argparse.ArgumentParser) -> None:
@@ -91,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         return main_search(args)
     if args.command == "train":
         return main_train(args)
-    if args.command in ("report", "export"):
+    if args.command in ("report", "export", "compare"):
         return main_analysis(args)
     from objectives.__main__ import main as objectives_main
 
@@ -100,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def main_search(args: argparse.Namespace) -> int:
     """`search`: 0 when trials finished ok, 1 when none did, 2 on a bad input."""
-    from analysis.report import write_report
     from analysis.summary import read_summary
     from search.config import ConfigError, load_experiment
     from search.tune import run_search
@@ -114,20 +144,32 @@ def main_search(args: argparse.Namespace) -> int:
             address=args.address,
             num_cpus=args.num_cpus,
             explicit_metrics=metrics_given(args.experiment, args.overrides),
+            after_trial=write_dashboard,
         )
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     dashboard = ""
-    if not plan.is_remote and plan.trials_csv.is_file():
+    if plan.trials_csv.is_file():
         try:  # the search is done and saved: a failure here never loses a result
-            dashboard = str(write_report(plan.experiment_path))
+            dashboard = str(write_dashboard(plan, png=True))
         except Exception as error:
             print(f"note: no dashboard written ({type(error).__name__}: {error})")
     summary = read_summary(plan, study.refused(), dashboard)
     for line in summary.lines():
         print(line)
     return 0 if summary.counts["ok"] else 1
+
+
+def write_dashboard(plan: SearchPlan, png: bool = False) -> Path:
+    """`report.html` of a search, rewritten after each finished trial (reload it meanwhile);
+    with a URI storage it is written beside the driver's files and copied up. With `png`
+    (the last write), a PNG of each figure too when a browser engine is present."""
+    from analysis.report import write_report
+
+    out = write_report(plan.experiment_path, plan.local_dir / "report.html", png=png).path
+    plan.sync("report.html")
+    return out
 
 
 def metrics_given(path: Path, overrides: Iterable[str]) -> bool:
@@ -172,16 +214,27 @@ def main_train(args: argparse.Namespace) -> int:
 
 
 def main_analysis(args: argparse.Namespace) -> int:
-    from analysis.export import export_trials
-    from analysis.report import write_report
+    """`report`, `export`, `compare`: exit 0, or 2 with one `error:` line on a bad input."""
+    from analysis.export import export
+    from analysis.report import write_comparison, write_report
     from analysis.results import ResultsError
     from search.config import ConfigError
 
     try:
-        if args.command == "report":
-            print(f"dashboard: {write_report(args.directory, args.out)}")
+        if args.command in ("report", "compare"):
+            if args.command == "report":
+                written = write_report(args.directory, args.out, png=not args.no_png)
+            else:
+                written = write_comparison(args.directories, args.out, png=args.png)
+            print(f"dashboard: {written.path}")
+            images = written.images or []
+            for line in [f"figure: {p}" for p in images] if isinstance(images, list) else [images]:
+                print(line)
         else:
-            for path in export_trials(args.directory, args.trial, args.out):
+            paths = export(
+                args.directory, args.pick, args.where, args.all_pareto, args.format, args.out
+            )
+            for path in paths:
                 print(f"exported: {path}   (re-train: python run_search.py train {path})")
     except (ResultsError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,72 +1,199 @@
-"""Read an experiment directory (`<storage>/<name>/`) into a DataFrame.
+"""A search's results as tidy DataFrames: `load` (one row per trial) and `load_curves` (one
+row per evaluation of each trial).
 
-The search writes `experiment.yaml` (the experiment as run) and `trials.csv` (one row per
-trial: `trial_id`, `status`, one column per searched dotted key, every metric of DESIGN.md).
+`load` reads `experiment.yaml` and `trials.csv` and adds, per trial, what a researcher filters
+and plots by: `experiment` (which search), `family`, `alpha1`, `alpha2` and one
+`lambda:<term>` column per divergence term (the compiled Lagrangian of the trial's values,
+Definition 5), beside the searched dotted keys, `status`, every metric, and the bound names
+(`mi_bound`: the MI objective; `bound:<metric>`: `lower` or `upper` for each MI estimate).
+Trials still training (a `trial_*/result.json` but no row yet) come as status `unfinished`
+with their latest evaluation, so the frame works while a search runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from search.config import METRICS, Experiment, load_experiment
+from analysis.pareto import usable_mask
+from analysis.sources import ResultsError, local_copy, read_results, result_files
+from search.config import METRICS, ConfigError, Experiment, load_experiment
+from search.spaces import FAMILY_ALIASES
+
+__all__ = ["MI_BOUNDS", "Results", "ResultsError", "load", "load_curves", "load_results"]
 
 TOP_LEVEL_KEYS = ("dataset", "model", "objective", "train", "resources", "seed")
-
-
-class ResultsError(ValueError):
-    """An experiment directory that is missing or holds no usable results."""
+BOUND_PREFIX = "bound:"  # + an MI estimate: `lower` or `upper` (bound:mi, bound:rate)
+LAMBDA_PREFIX = "lambda:"  # + the term in the paper's notation, e.g. lambda:MMD(q(z)||p(z))
+MI_BOUNDS = {  # which side of I_q(x;z) each estimate sits on, and how it is estimated
+    "mi": ("lower", "aggregate posterior over the eval set, each point's own term included"),
+    "mi_ba": ("lower", "Barber-Agakov: H(x) - distortion"),
+    "mi_upper": ("upper", "aggregate posterior, leave-one-out"),
+    "rate": ("upper", "rate = E KL(q(z|x)||p(z))"),
+}
+METRIC_COLUMNS = (*dict.fromkeys([*METRICS, "mi_upper", "mi_ba", "floor_units", "nll_train"]),)
+UNFINISHED = "unfinished"  # a trial with evaluations but no row in trials.csv yet
 
 
 @dataclass(frozen=True)
 class Results:
-    directory: Path
+    """One experiment: where it is, the experiment as run, its trials (tidy)."""
+
+    location: str  # the path or URI it was read from
+    directory: Path  # the local folder read (the cache of a URI)
     experiment: Experiment
-    trials: pd.DataFrame  # one row per trial
+    trials: pd.DataFrame  # one row per trial, see `load`
+
+    @property
+    def name(self) -> str:
+        return self.experiment.name
 
     @property
     def searched(self) -> list[str]:
         """The dotted experiment keys the search varied (columns of `trials`)."""
-        return [c for c in self.trials.columns if c.split(".")[0] in TOP_LEVEL_KEYS and "." in c]
+        return searched_keys(self.trials)
 
     @property
     def objectives(self) -> tuple[list[str], list[str]]:
-        """(metrics, modes) the search optimised: NLL and which bound on I_q."""
-        metrics, modes = list(self.experiment.search.metrics), list(self.experiment.search.modes)
-        if "mi_bound" in self.trials.columns and "mi" in metrics:
-            bound = str(self.trials["mi_bound"].dropna().iloc[0]) if len(self.trials) else "mi"
-            metrics = [bound if m == "mi" else m for m in metrics]
-        return metrics, modes
+        """(metrics, modes) the search optimised, as recorded in experiment.yaml."""
+        return list(self.experiment.search.metrics), list(self.experiment.search.modes)
+
+    @property
+    def mi_metric(self) -> str:
+        """The MI objective (mi or rate), else the first MI estimate there is."""
+        metrics = self.objectives[0]
+        return next((m for m in [*metrics, *MI_BOUNDS] if m in MI_BOUNDS and m in self.trials), "")
 
     @property
     def finished(self) -> pd.DataFrame:
-        """Trials that finished with finite metrics (not diverged or errored)."""
-        ok = self.trials["status"].astype(str).eq("ok") if "status" in self.trials else True
-        return self.trials[ok & self.trials["nll"].notna()]
+        """Trials that finished `ok` with finite objectives: what fronts are made of."""
+        return self.trials[usable_mask(self.trials, self.objectives[0])]
 
 
-def load_results(directory: str | Path) -> Results:
-    directory = Path(directory)
-    csv, config = directory / "trials.csv", directory / "experiment.yaml"
-    for path in (csv, config):
-        if not path.is_file():
-            raise ResultsError(f"{path}: not found; is {directory} an experiment directory?")
-    trials = pd.read_csv(csv)
+def searched_keys(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if "." in c and c.split(".")[0] in TOP_LEVEL_KEYS]
+
+
+def load_results(location: str | Path) -> Results:
+    """Read one experiment directory (a path or a storage URI)."""
+    directory = local_copy(location)
+    config, csv = directory / "experiment.yaml", directory / "trials.csv"
+    if not config.is_file():
+        raise ResultsError(f"{location}: no experiment.yaml; is it an experiment directory?")
+    try:
+        experiment = load_experiment(config)
+    except ConfigError as error:
+        raise ResultsError(str(error)) from None
+    trials = pd.read_csv(csv, dtype={"trial_id": str}) if csv.is_file() else pd.DataFrame()
+    running = _unfinished_rows(directory, set(trials.get("trial_id", [])))
+    if running:
+        trials = pd.concat([trials, pd.DataFrame(running)], ignore_index=True)
     if trials.empty:
-        raise ResultsError(f"{csv}: no trials recorded yet")
-    for metric in METRICS:
+        raise ResultsError(f"{location}: no trials recorded yet")
+    for metric in (*METRIC_COLUMNS, "mi_cap", "time_s", "ended_at", "step"):
         if metric in trials:
             trials[metric] = pd.to_numeric(trials[metric], errors="coerce")
-    return Results(directory, load_experiment(config), trials)
+    trials = _with_multipliers(trials, experiment)
+    trials.insert(0, "experiment", experiment.name)
+    for metric, (side, _) in MI_BOUNDS.items():
+        if metric in trials:
+            trials[BOUND_PREFIX + metric] = side
+    return Results(str(location), directory, experiment, trials)
 
 
-def mi_label(metric: str, experiment: Experiment, trials: pd.DataFrame) -> str:
-    """Axis label that says which estimate of I_q(x;z) a column holds."""
-    if metric == "rate":
-        return "rate = E KL(q(z|x)||p(z)), upper bound on I_q (nats)"
-    if metric == "mi":
-        cap = trials["mi_cap"].max() if "mi_cap" in trials else float("nan")
-        return f"mi: I_q(x;z), aggregate posterior, capped at log N = {cap:.3f} (nats)"
-    return f"{metric} (nats)" if metric != "active_units" else metric
+def load(*locations: str | Path) -> pd.DataFrame:
+    """One tidy row per trial of one or several experiments (path or URI each); the column
+    `experiment` says which (its name; `name#2` when two share one)."""
+    frames = [r.trials for r in load_many(locations)]
+    return pd.concat(frames, ignore_index=True, sort=False)
+
+
+def load_many(locations: Sequence[str | Path]) -> list[Results]:
+    """`load_results` of each, experiment names made unique (`name#2`, ...)."""
+    if not locations:
+        raise ResultsError("give at least one experiment directory")
+    loaded, seen = [], {}
+    for location in locations:
+        results = load_results(location)
+        count = seen[results.name] = seen.get(results.name, 0) + 1
+        if count > 1:
+            results.trials["experiment"] = f"{results.name}#{count}"
+        loaded.append(results)
+    return loaded
+
+
+def load_curves(*locations: str | Path) -> pd.DataFrame:
+    """Metrics over training: one row per evaluation of each trial (`experiment`, `trial_id`,
+    `step`, `status`, then every metric reported), read from Tune's `trial_*/result.json`.
+    These files lag a little behind training while a search runs; a step reported twice (a
+    trial resumed from an earlier checkpoint) keeps its last report."""
+    rows = []
+    for results in load_many(locations):
+        label = str(results.trials["experiment"].iloc[0])
+        for trial_id, path in result_files(results.directory):
+            for record in read_results(path):
+                if "step" not in record:
+                    continue
+                row = {"experiment": label, "trial_id": trial_id, "step": record["step"]}
+                row["status"] = record.get("status", "")
+                row |= {m: record[m] for m in METRIC_COLUMNS if m in record}
+                rows.append(row)
+    columns = ["experiment", "trial_id", "step", "status"]
+    curves = pd.DataFrame(rows, columns=None if rows else columns)
+    curves = curves.drop_duplicates(["experiment", "trial_id", "step"], keep="last")
+    for metric in METRIC_COLUMNS:
+        if metric in curves:
+            curves[metric] = pd.to_numeric(curves[metric], errors="coerce")
+    return curves.sort_values(["experiment", "trial_id", "step"], ignore_index=True)
+
+
+def _unfinished_rows(directory: Path, recorded: set[str]) -> list[dict[str, Any]]:
+    """Trials with evaluations on disk and no row in trials.csv: their latest evaluation."""
+    rows = []
+    for trial_id, path in result_files(directory):
+        records = read_results(path) if trial_id not in recorded else []
+        if records:
+            last = records[-1]
+            row = {"trial_id": trial_id, "status": UNFINISHED, **last.get("config", {})}
+            row |= {k: last.get(k) for k in (*METRIC_COLUMNS, "mi_cap", "step") if k in last}
+            row["ended_at"] = last.get("timestamp")
+            rows.append(row)
+    return rows
+
+
+def family_of(experiment: Experiment) -> str:
+    """The searched family (space.family), else the preset's name, else `lagrangian`."""
+    family = experiment.space.get("family") if isinstance(experiment.space, Mapping) else None
+    family = family or experiment.objective.preset or "lagrangian"
+    return FAMILY_ALIASES.get(str(family), str(family))
+
+
+def _with_multipliers(trials: pd.DataFrame, experiment: Experiment) -> pd.DataFrame:
+    """`family`, `alpha1`, `alpha2` and `lambda:<term>` per trial: the compiled Lagrangian of
+    the experiment at the trial's searched values (NaN where those do not compile)."""
+    keys = searched_keys(trials)
+    cache: dict[tuple, dict[str, float]] = {}
+    rows = []
+    for values in trials[keys].itertuples(index=False, name=None):
+        point = tuple((k, float(v)) for k, v in zip(keys, values, strict=True) if pd.notna(v))
+        if point not in cache:
+            cache[point] = _multipliers(experiment, dict(point))
+        rows.append(cache[point])
+    extra = pd.DataFrame(rows, index=trials.index)
+    extra.insert(0, "family", family_of(experiment))
+    position = list(trials.columns).index("status") + 1 if "status" in trials else 0
+    return pd.concat([trials.iloc[:, :position], extra, trials.iloc[:, position:]], axis=1)
+
+
+def _multipliers(experiment: Experiment, values: dict[str, float]) -> dict[str, float]:
+    try:
+        lagrangian = experiment.with_values(values).compiled.lagrangian
+    except ConfigError:  # a refused point: no Lagrangian
+        return {"alpha1": float("nan"), "alpha2": float("nan")}
+    row = {"alpha1": float(lagrangian.alpha1), "alpha2": float(lagrangian.alpha2)}
+    row |= {LAMBDA_PREFIX + term: float(w) for term, w in lagrangian.lambdas.items()}
+    return row
