@@ -24,6 +24,27 @@ class ModelConfig:
     activation: Literal["tanh", "relu", "softplus", "elu"] = "tanh"
     likelihood: Literal["bernoulli", "gaussian"] | None = None  # None: the dataset's own
     discriminator_hidden: int = 256  # units per hidden layer of each discriminator
+    # q(z|x): "gaussian" (a density), or "implicit" z = f(x, ε) with ε ~ N(0, I) of `noise_dim`
+    # (AVB, Mescheder et al. 2017): no density, so KL(q(z|x)||p(z)) is learnt by an adversary
+    encoder: Literal["gaussian", "implicit"] = "gaussian"
+    noise_dim: int = 4  # size of ε fed to an implicit encoder
+    # Soft bounds on log σ² (objectives.networks.soft_clamp). A floor caps what a term can
+    # reach: q(z|x)'s caps I_q near Z·(-1 - floor)/2 nats, p(x|z)'s caps -distortion at
+    # D·(-1 - log 2π - floor)/2 (-3.58 nats on mog at -10). Evaluations count the units
+    # sitting at a floor (`floor_units`). The defaults keep every run finite in fp32.
+    encoder_logvar_min: float = -16.0  # floor of log σ² of q(z|x): I_q <= ~7.5 nats per unit
+    encoder_logvar_max: float = 8.0  # ceiling of log σ² of q(z|x)
+    decoder_logvar_min: float = -10.0  # floor of log σ² of a Gaussian p(x|z): σ >= 0.0067
+    decoder_logvar_max: float = 5.0  # ceiling of log σ² of a Gaussian p(x|z)
+
+    def __post_init__(self) -> None:
+        for side in ("encoder", "decoder"):
+            low, high = getattr(self, f"{side}_logvar_min"), getattr(self, f"{side}_logvar_max")
+            if not low < high:
+                raise ConfigError(
+                    f"model.{side}_logvar_min: must be below model.{side}_logvar_max, "
+                    f"got {low} and {high}"
+                )
 
 
 @dataclass(frozen=True)
@@ -44,6 +65,13 @@ class ObjectiveConfig:
     alpha2: float = 0.0  # coefficient of I_q(x;z)
     lambdas: Mapping[str, float] = field(default_factory=dict)  # term -> multiplier
     kernel: Literal["imq", "rbf"] = "imq"  # MMD kernel
+    # JS on the model side (Section 3.4): minimax descends λ·JS itself (at the optimal
+    # discriminator its gradient is λ ∇JS); non-saturating is the GAN heuristic (another game)
+    js_gradient: Literal["minimax", "non-saturating"] = "minimax"
+    # How a Bernoulli x ~ p(x|z) carries gradient into E_p terms and divergences on x or (x, z):
+    # score-function (Section 3.1, unbiased; InfoGAN on digits: nll 834-844 against 1207-1335
+    # straight-through at 3000 steps) or straight-through (relaxed gradient, 14-24 % biased)
+    x_gradient: Literal["straight-through", "score-function"] = "score-function"
     mi_upper_bound: float | None = None  # paper 4.1: cap on the rate E KL(q(z|x)||p(z)), nats
     mode: Literal["fixed", "lagrangian"] = "fixed"  # lagrangian: dual ascent on `dual.slack`
     dual: DualConfig = field(default_factory=DualConfig)

@@ -12,8 +12,12 @@ when it has one, its discriminator's loss (computed on detached samples).
   ∇_θ KL(q||p_θ) = -∇_θ E_{p_θ}[e^r] (r held fixed), and ∇_φ KL(p||q_φ) = -∇_φ E_{q_φ}[e^-r];
   this is the f-GAN variational form (Nowozin et al. 2016) added with value zero.
 - JS by the GAN game (Goodfellow et al. 2014): the discriminator minimises the binary
-  cross-entropy; the estimate is log 2 - ½(BCE_q + BCE_p); the model side uses the
-  non-saturating loss (each side tries to be taken for the other).
+  cross-entropy; the estimate is log 2 - ½(BCE_q + BCE_p). The model side, by default
+  (`js_gradient: minimax`), descends that estimate itself: at the optimal discriminator its
+  gradient in the samples is ∇JS (the discriminator's own dependence drops out, the envelope
+  theorem), so λ multiplies JS as the Lagrangian says. `non-saturating` is the GAN heuristic
+  (each side tries to be taken for the other): stronger gradients early, but its gradient is
+  not λ ∇JS (it is that of KL(p||m)-like terms), so λ then weighs a different divergence.
 - MMD² by the unbiased U-statistic (Gretton et al. 2012) with the inverse multiquadratic or RBF
   kernel; no discriminator.
 """
@@ -40,6 +44,9 @@ class DivergenceOutput(NamedTuple):
     estimate: Tensor  # scalar: the divergence's value (reported)
     surrogate: Tensor  # scalar with the estimate's value and the divergence's gradient in p, q
     discriminator_loss: Tensor | None  # scalar, gradient only to the discriminator; None: none
+    # (B,) per p-side sample: the values f(v_p) whose mean is the part of the surrogate that
+    # depends on the p samples (for the score-function gradient); None unless asked for
+    p_values: Tensor | None = None
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -112,13 +119,24 @@ def with_gradient_of(value: Tensor, extra: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- modules
 
 
+JS_GRADIENTS = ("minimax", "non-saturating")
+
+
 class AdversarialDivergence(nn.Module):
     """KL(q||p), KL(p||q) or JS(q||p) with its own discriminator (logit ≈ log q/p)."""
 
-    def __init__(self, kind: Literal["KL(q||p)", "KL(p||q)", "JS"], dim: int, config: ModelConfig):
+    def __init__(
+        self,
+        kind: Literal["KL(q||p)", "KL(p||q)", "JS"],
+        dim: int,
+        config: ModelConfig,
+        js_gradient: Literal["minimax", "non-saturating"] = "minimax",
+    ):
         super().__init__()
         assert kind in ("KL(q||p)", "KL(p||q)", "JS"), f"unknown adversarial divergence {kind!r}"
+        assert js_gradient in JS_GRADIENTS, f"js_gradient {js_gradient!r} not in {JS_GRADIENTS}"
         self.kind = kind
+        self.js_gradient = js_gradient
         self.discriminator = Discriminator(dim, config)
 
     def frozen_logits(self, v: Tensor) -> Tensor:
@@ -133,7 +151,11 @@ class AdversarialDivergence(nn.Module):
         bce_q, bce_p = discriminator_bce(logits_q, logits_p)
         return bce_q + bce_p
 
-    def forward(self, q_samples: Tensor, p_samples: Tensor) -> DivergenceOutput:
+    def forward(
+        self, q_samples: Tensor, p_samples: Tensor, per_sample: bool = False
+    ) -> DivergenceOutput:
+        """The estimate, its surrogate, the discriminator's loss and, with `per_sample`, the
+        p side's per-sample values (see `DivergenceOutput`)."""
         r_q, r_p = self.frozen_logits(q_samples), self.frozen_logits(p_samples)  # (B,) each
         if self.kind == "KL(q||p)":
             estimate = density_ratio_kl(r_q)
@@ -143,12 +165,26 @@ class AdversarialDivergence(nn.Module):
             estimate = reverse_density_ratio_kl(r_p)
             dual = -torch.exp((-r_q).clamp(max=MAX_RATIO_LOGIT)).mean()  # q side: -E_q[p/q]
             surrogate = with_gradient_of(estimate, dual)
+        elif self.js_gradient == "minimax":
+            estimate = surrogate = js_estimate(r_q, r_p)  # the game's value: ∇ = ∇JS at D*
         else:
             estimate = js_estimate(r_q, r_p)
             # Non-saturating: q samples aim for label 0 and p samples for label 1.
             fooling = 0.5 * (F.softplus(r_q).mean() + F.softplus(-r_p).mean())
             surrogate = with_gradient_of(estimate.detach(), fooling)
-        return DivergenceOutput(estimate, surrogate, self.discriminator_loss(q_samples, p_samples))
+        p_values = self.p_side_values(r_p) if per_sample else None
+        disc_loss = self.discriminator_loss(q_samples, p_samples)
+        return DivergenceOutput(estimate, surrogate, disc_loss, p_values)
+
+    def p_side_values(self, r_p: Tensor) -> Tensor:
+        """f(v_p) per p sample, (B,): the surrogate's p-side part is their mean."""
+        if self.kind == "KL(q||p)":
+            return -torch.exp(r_p.clamp(max=MAX_RATIO_LOGIT))  # the dual side -E_p[q/p]
+        if self.kind == "KL(p||q)":
+            return -r_p  # the estimate -E_p[r]
+        if self.js_gradient == "minimax":
+            return -0.5 * F.softplus(r_p)  # -½ BCE_p of the estimate
+        return 0.5 * F.softplus(-r_p)  # the non-saturating p side
 
 
 class MaximumMeanDiscrepancy(nn.Module):
@@ -160,6 +196,19 @@ class MaximumMeanDiscrepancy(nn.Module):
         self.kernel = kernel
         self.scale = default_kernel_scale(dim) if scale is None else scale
 
-    def forward(self, q_samples: Tensor, p_samples: Tensor) -> DivergenceOutput:
+    def forward(
+        self, q_samples: Tensor, p_samples: Tensor, per_sample: bool = False
+    ) -> DivergenceOutput:
         estimate = mmd_unbiased(q_samples, p_samples, self.kernel, self.scale)
-        return DivergenceOutput(estimate, estimate, None)
+        p_values = self.p_side_values(q_samples, p_samples) if per_sample else None
+        return DivergenceOutput(estimate, estimate, None, p_values)
+
+    def p_side_values(self, x: Tensor, y: Tensor) -> Tensor:
+        """v_j for each p sample y_j, (M,): ∇ MMD² through the p side is E[mean_j v_j ∇ log p(y_j)]
+        with v_j = 2 Σ_{i≠j} k(y_j, y_i)/(M - 1) - 2 mean_i k(x_i, y_j) (U-statistic pairs).
+        v_j depends on the other samples, so no leave-one-out baseline applies."""
+        k = imq_kernel if self.kernel == "imq" else rbf_kernel
+        x, y = x.detach(), y.detach()
+        k_yy, k_xy = k(y, y, self.scale), k(x, y, self.scale)
+        within = (k_yy.sum(0) - k_yy.diagonal()) / (len(y) - 1)
+        return 2.0 * within - 2.0 * k_xy.mean(0)

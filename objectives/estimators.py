@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from objectives.config import ObjectiveConfig
 from objectives.divergences import AdversarialDivergence, MaximumMeanDiscrepancy
+from objectives.implicit import ADVERSARY_TERM
 from objectives.networks import InfoAEModel
 from objectives.record import (
     ForwardRecord,
@@ -52,7 +53,7 @@ class Estimator:
         assert self.divergence is not None, "likelihood terms have no module"
         if self.divergence == "MMD":
             return MaximumMeanDiscrepancy(dim, objective.kernel)
-        return AdversarialDivergence(self.divergence, dim, model.config)
+        return AdversarialDivergence(self.divergence, dim, model.config, objective.js_gradient)
 
 
 P, Q, PQ, NONE = frozenset("p"), frozenset("q"), frozenset("pq"), frozenset()
@@ -74,6 +75,9 @@ for _v, _groups in _MOVED_BY.items():
     ESTIMATORS[f"KL({_p}||{_q})"] = Estimator(_groups, divergence="KL(p||q)", variables=_v)
     ESTIMATORS[f"JS({_q}||{_p})"] = Estimator(_groups, divergence="JS", variables=_v)
     ESTIMATORS[f"MMD({_q}||{_p})"] = Estimator(_groups, divergence="MMD", variables=_v)
+
+# AVB's adversary T(x, z): E_x KL(q(z|x)||p(z)) for an encoder without a density
+ESTIMATORS[ADVERSARY_TERM] = Estimator(Q, divergence="KL(q||p)", variables="x;z")
 
 # Composite terms as sums of atoms (Definition 8), so cancelling coefficients cancel here too.
 _ATOMS = {
@@ -175,7 +179,7 @@ class FamilyLoss(nn.Module):
         self.mi_upper_bound = objective.mi_upper_bound
         coefficients = _coefficients(tractable_form)
         self.terms = [name for name in ESTIMATORS if name in coefficients]  # fixed draw order
-        dims = {"x": x_dim, "z": z_dim, "x,z": x_dim + z_dim}
+        dims = {"x": x_dim, "z": z_dim, "x,z": x_dim + z_dim, "x;z": x_dim + z_dim}
         self.divergences = nn.ModuleDict(
             {
                 name: ESTIMATORS[name].build(dims[ESTIMATORS[name].variables], model, objective)
@@ -210,7 +214,8 @@ class FamilyLoss(nn.Module):
         assert x.ndim == 2 and x.shape[1] == self.model.x_dim, (
             f"expected a (B, {self.model.x_dim}) batch, got {tuple(x.shape)}"
         )
-        return self.step(ForwardRecord(self.model, x, generator))
+        record = ForwardRecord(self.model, x, generator, x_gradient=self.objective.x_gradient)
+        return self.step(record)
 
     def step(self, record: ForwardRecord) -> StepLosses:
         """Estimate every term from one record; the model loss is Σ coefficient · term."""
@@ -222,8 +227,12 @@ class FamilyLoss(nn.Module):
             if estimator.likelihood is not None:
                 estimate = surrogate = estimator.likelihood(record)
             else:
-                out = self.divergences[name](*record.samples(estimator.variables))
+                per_sample = estimator.variables in ("x", "x,z") and record.score_function
+                out = self.divergences[name](*record.samples(estimator.variables), per_sample)
                 estimate, surrogate = out.estimate, out.surrogate
+                if out.p_values is not None:  # Bernoulli x_p: the likelihood-ratio gradient
+                    baseline = estimator.divergence != "MMD"
+                    surrogate = surrogate + record.score_term(out.p_values, baseline)
                 if out.discriminator_loss is not None:
                     losses[f"disc:{name}"] = out.discriminator_loss
             breakdown[name] = estimate.detach()

@@ -24,8 +24,6 @@ from objectives.config import ModelConfig
 
 LOG_2PI = math.log(2.0 * math.pi)
 RELAXED_TEMPERATURE = 0.5  # Concrete / Gumbel-sigmoid temperature (Maddison et al.; Jang et al.)
-ENCODER_LOGVAR_RANGE = (-16.0, 8.0)  # soft bounds on log σ² of q(z|x): ~7.5 nats/dim at most
-DECODER_LOGVAR_RANGE = (-10.0, 5.0)  # soft bounds on log σ² of a Gaussian p(x|z): no NaN
 LIKELIHOODS = ("bernoulli", "gaussian")
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -166,14 +164,30 @@ class GaussianEncoder(nn.Module):
         super().__init__()
         self.z_dim = config.z_dim
         self.net = mlp(x_dim, 2 * config.z_dim, config.hidden, config.layers, config.activation)
+        self.logvar_range = (config.encoder_logvar_min, config.encoder_logvar_max)
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(mu, logvar), each (B, Z); logvar softly bounded to ENCODER_LOGVAR_RANGE."""
+        """(mu, logvar), each (B, Z); logvar softly bounded to `model.encoder_logvar_min/max`."""
         mu, raw = self.net(x).chunk(2, dim=-1)  # (B, Z) each
-        return mu, soft_clamp(raw, *ENCODER_LOGVAR_RANGE)
+        return mu, soft_clamp(raw, *self.logvar_range)
 
     def forward(self, x: Tensor) -> DiagonalGaussian:
         return DiagonalGaussian(*self.encode(x))
+
+
+class ImplicitEncoder(nn.Module):
+    """q(z|x) as a sampler z = f(x, ε), ε ~ N(0, I) (AVB, Mescheder et al. 2017): no density."""
+
+    def __init__(self, x_dim: int, config: ModelConfig) -> None:
+        super().__init__()
+        self.z_dim, self.noise_dim = config.z_dim, config.noise_dim
+        width = x_dim + config.noise_dim
+        self.net = mlp(width, config.z_dim, config.hidden, config.layers, config.activation)
+
+    def sample(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """z ~ q(z|x), (B, Z), differentiable in the encoder's parameters."""
+        eps = standard_normal((len(x), self.noise_dim), x, generator)  # (B, E)
+        return self.net(torch.cat([x, eps], -1))
 
 
 class Decoder(nn.Module):
@@ -201,15 +215,16 @@ class BernoulliDecoder(Decoder):
 
 
 class GaussianDecoder(Decoder):
-    """p(x|z) = N(m(z), diag σ²(z)) with log σ² softly bounded (paper C.1)."""
+    """p(x|z) = N(m(z), diag σ²(z)) with log σ² softly bounded (paper C.1; `model` keys)."""
 
     def __init__(self, x_dim: int, config: ModelConfig) -> None:
         super().__init__()
         self.net = mlp(config.z_dim, 2 * x_dim, config.hidden, config.layers, config.activation)
+        self.logvar_range = (config.decoder_logvar_min, config.decoder_logvar_max)
 
     def forward(self, z: Tensor) -> DiagonalGaussian:
         mean, raw = self.net(z).chunk(2, dim=-1)  # (B, D) each
-        return DiagonalGaussian(mean, soft_clamp(raw, *DECODER_LOGVAR_RANGE))
+        return DiagonalGaussian(mean, soft_clamp(raw, *self.logvar_range))
 
 
 class Discriminator(nn.Module):
@@ -234,7 +249,9 @@ class InfoAEModel(nn.Module):
         self.likelihood = likelihood
         self.x_dim = x_dim
         self.z_dim = model.z_dim
-        self.encoder = GaussianEncoder(x_dim, model)
+        self.implicit = model.encoder == "implicit"  # q(z|x) has no density
+        encoder = ImplicitEncoder if self.implicit else GaussianEncoder
+        self.encoder: GaussianEncoder | ImplicitEncoder = encoder(x_dim, model)
         decoder = BernoulliDecoder if likelihood == "bernoulli" else GaussianDecoder
         self.decoder: BernoulliDecoder | GaussianDecoder = decoder(x_dim, model)
 

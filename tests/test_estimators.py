@@ -222,10 +222,15 @@ def test_gradient_on_ep_log_q_moves_the_decoder_the_right_way(likelihood: str) -
     assert value() > before + 0.02, (before, value())
 
 
+STRAIGHT = "straight-through"  # the option; the default is the score-function gradient
+
+
 def test_generated_bernoulli_x_is_binary_in_value_and_relaxed_in_gradient() -> None:
     model, _, x = _setup("bernoulli", ELBO, x_dim=6)
-    straight = ForwardRecord(model, x, torch.Generator().manual_seed(0))
-    relaxed = ForwardRecord(model, x, torch.Generator().manual_seed(0), straight_through=False)
+    straight = ForwardRecord(model, x, torch.Generator().manual_seed(0), x_gradient=STRAIGHT)
+    relaxed = ForwardRecord(
+        model, x, torch.Generator().manual_seed(0), straight_through=False, x_gradient=STRAIGHT
+    )
     assert set(straight.x_p.unique().tolist()) <= {0.0, 1.0}
     torch.testing.assert_close(straight.x_p, (relaxed.x_p > 0.5).float())
     assert not set(relaxed.x_p.unique().tolist()) <= {0.0, 1.0}

@@ -185,9 +185,12 @@ def test_evaluate_reports_every_metric_and_the_exact_nll() -> None:
     encode, log_likelihood, log_marginal = linear_gaussian()
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(300, 4, generator=gen) * math.sqrt(1 + NOISE_STD**2)
-    metrics = evaluate(encode, log_likelihood, x, iw_samples=5, generator=gen, chunk_size=64)
-    expected = {"nll", "elbo", "rate", "distortion", "mi", "mi_cap", "kl_qz_pz", "mmd_qz_pz"}
-    assert expected | {"active_units"} == set(metrics)
+    entropy = 4 * 0.5 * math.log(2 * math.pi * math.e * (1 + NOISE_STD**2))  # H(x), closed form
+    metrics = evaluate(
+        encode, log_likelihood, x, iw_samples=5, generator=gen, chunk_size=64, data_entropy=entropy
+    )
+    expected = {"nll", "elbo", "rate", "distortion", "mi", "mi_cap", "mi_upper", "mi_ba"}
+    assert expected | {"kl_qz_pz", "mmd_qz_pz", "active_units"} == set(metrics)
     assert all(math.isfinite(v) for v in metrics.values())
     assert metrics["nll"] == pytest.approx(float(-log_marginal(x).mean()), abs=1e-4)
     # true posterior: the ELBO is log p(x) up to the one-sample noise of the distortion
@@ -196,6 +199,11 @@ def test_evaluate_reports_every_metric_and_the_exact_nll() -> None:
     assert 0 < metrics["mi"] <= metrics["mi_cap"] == pytest.approx(math.log(300))
     assert metrics["rate"] >= metrics["mi"] - 0.05  # rate upper-bounds I_q
     assert abs(metrics["mmd_qz_pz"]) < 0.05  # q(z) of the true posterior is the prior
+    # the exact decoder makes Barber-Agakov tight: H(x) - H(x|z) = I = 2 log((1 + s²) / s²)
+    true_mi = 4 * 0.5 * math.log((1 + NOISE_STD**2) / NOISE_STD**2)
+    assert metrics["mi_ba"] == pytest.approx(true_mi, abs=0.15)
+    assert metrics["mi"] < true_mi < metrics["mi_upper"]
+    assert math.isnan(evaluate(encode, log_likelihood, x[:10], iw_samples=5)["mi_ba"])
 
 
 def test_evaluate_uses_quadrature_for_a_one_dimensional_latent() -> None:

@@ -10,7 +10,6 @@ from torch import nn
 
 from objectives.config import ModelConfig
 from objectives.networks import (
-    DECODER_LOGVAR_RANGE,
     Bernoulli,
     DiagonalGaussian,
     Discriminator,
@@ -130,7 +129,7 @@ def test_gaussian_decoder_variance_stays_bounded() -> None:
         for p in model.decoder.parameters():
             p.mul_(1e3)  # a diverging decoder
     logvar = model.decoder(torch.randn(20, 2) * 100).logvar
-    low, high = DECODER_LOGVAR_RANGE
+    low, high = model.config.decoder_logvar_min, model.config.decoder_logvar_max
     assert torch.isfinite(logvar).all() and (logvar >= low).all() and (logvar <= high).all()
 
 

@@ -62,7 +62,11 @@ def tiny(data_dir: Path | None = None, **sections: Any) -> Experiment:
 
 
 def all_metrics_finite(metrics: dict[str, Any]) -> bool:
-    return all(math.isfinite(metrics[m]) for m in (*METRICS, "mi_cap"))
+    """Every metric finite; `mi_ba` needs the data entropy, so only on mog (NaN on images)."""
+    on_mog = metrics["nll"] < 100  # 1-D mixture: about 1.4 nats; images: hundreds
+    return all(
+        math.isfinite(metrics[m]) for m in (*METRICS, "mi_cap") if on_mog or m != "mi_ba"
+    ) and (on_mog or math.isnan(metrics["mi_ba"]))
 
 
 def gradient_groups(trainer: Trainer, loss: torch.Tensor) -> set[str]:
@@ -208,8 +212,10 @@ def compare_trainers(a: Trainer, b: Trainer) -> None:
         torch.testing.assert_close(x, y, rtol=0, atol=0, msg=name)
     metrics_a, metrics_b = a.evaluate(), b.evaluate()
     for key in metrics_a:
-        if key != "train_samples_per_s":
-            assert metrics_a[key] == metrics_b[key], key
+        if key != "train_samples_per_s":  # NaN-aware: mi_ba is NaN on images
+            assert metrics_a[key] == metrics_b[key] or (
+                math.isnan(metrics_a[key]) and math.isnan(metrics_b[key])
+            ), key
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,9 @@
   (Appendix C.2): log p(x) ≈ logsumexp_k [log p(x, z_k) - log q(z_k|x)] - log K.
 - ``elbo`` = -(distortion + rate); ``rate`` = E_x KL(q(z|x)||p(z)) (closed form, an upper bound
   on I_q); ``distortion`` = -E_q log p(x|z).
-- ``mi`` = I_q(x;z) with the aggregate posterior q(z) = 1/N Σ_j q(z|x_j) over the N evaluation
-  points; never above ``mi_cap`` = log N (Hoffman and Johnson, 2016).
+- the MI sandwich (``search.training.information``): ``mi`` (lower bound, the aggregate
+  posterior over the N evaluation points; never above ``mi_cap`` = log N), ``mi_upper``
+  (upper bound, leave-one-out), ``mi_ba`` (lower bound, H(x) - distortion, when H(x) is known).
 - ``kl_qz_pz`` = KL(q(z)||p(z)) with the same mixture density; ``mmd_qz_pz`` the unbiased MMD
   between q(z) and p(z) samples (IMQ kernel); ``active_units`` (Burda et al., 2015).
 
@@ -21,15 +22,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from objectives.divergences import mmd_unbiased
-from objectives.networks import LOG_2PI, DiagonalGaussian, standard_normal_log_prob
+from objectives.networks import standard_normal_log_prob
 from objectives.record import gaussian_kl
+from search.training.information import (
+    aggregate_log_density,
+    barber_agakov,
+    chunks,
+    gaussian_log_density,
+    mutual_information,
+    mutual_information_upper,
+)
 
 Encode = Callable[[Tensor], tuple[Tensor, Tensor]]  # x (B, D) -> mu, logvar, each (B, Z)
 LogLikelihood = Callable[[Tensor, Tensor], Tensor]  # x (B, D), z (B, Z) -> log p(x|z) (B,)
@@ -37,16 +46,6 @@ LogLikelihoodTable = Callable[[Tensor, Tensor], Tensor]  # x (B, D), z (G, Z) ->
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015): a unit is active if Cov_x(E_q[z|x]) > 0.01
 MMD_MAX_POINTS = 2048  # MMD is quadratic in the sample size: use at most this many per side
-
-
-def gaussian_log_density(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
-    """log N(z; mu, diag(exp(logvar))), summed over the last dimension (broadcasting)."""
-    return DiagonalGaussian(mu, logvar).log_prob(z)
-
-
-def _chunks(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
 
 
 # --------------------------------------------------------------------------- log p(x)
@@ -115,7 +114,7 @@ def log_marginal_quadrature(
         step = max(1, max_elements // (len(nodes) * x.shape[1]))
         out = [
             torch.logsumexp(table(x[rows[c]], grid).double() + log_w, dim=1)
-            for c in _chunks(len(rows), step)
+            for c in chunks(len(rows), step)
         ]
         return torch.cat(out) if out else log_w.new_zeros(0)
 
@@ -159,12 +158,12 @@ def log_marginal_importance(
     The estimate is exact for every K when q(z|x) is the true posterior p(z|x).
     """
     out = []
-    for rows in _chunks(len(x), chunk_points):
+    for rows in chunks(len(x), chunk_points):
         xb = x[rows]  # (B, D)
         mu, logvar = encode(xb)  # (B, Z)
         b, z_dim = mu.shape
         running = torch.full((b,), -math.inf, dtype=torch.float64, device=x.device)
-        for block in _chunks(samples, chunk_samples):
+        for block in chunks(samples, chunk_samples):
             k = block.stop - block.start
             noise = torch.randn(
                 (k, b, z_dim), generator=generator, device=mu.device, dtype=mu.dtype
@@ -179,39 +178,6 @@ def log_marginal_importance(
 
 
 # --------------------------------------------------------------------------- q(z) terms
-
-
-def aggregate_log_density(
-    z: Tensor, mu: Tensor, logvar: Tensor, *, chunk_size: int = 1024
-) -> Tensor:
-    """log q(z_i) with q(z) = 1/N Σ_j N(z; mu_j, diag(exp(logvar_j))). z: (M, Z) -> (M,).
-
-    The (M, N) table of log q(z_i|x_j) is built with two matrix products in float64, using
-    Σ_d a_jd (z_id - mu_jd)^2 = z_i^2 · a_j - 2 z_i · (a_j mu_j) + mu_j^2 · a_j, a = exp(-logvar),
-    one chunk of rows at a time.
-    """
-    z, mu, logvar = z.double(), mu.double(), logvar.double()
-    precision = torch.exp(-logvar)  # (N, Z)
-    weighted_mu = mu * precision
-    constant = (mu**2 * precision + logvar + LOG_2PI).sum(-1)  # (N,)
-    out = []
-    for rows in _chunks(len(z), chunk_size):
-        zc = z[rows]
-        quadratic = (zc**2) @ precision.T - 2 * zc @ weighted_mu.T + constant  # (C, N)
-        out.append(torch.logsumexp(-0.5 * quadratic, dim=1) - math.log(len(mu)))
-    return torch.cat(out)
-
-
-def mutual_information(z: Tensor, mu: Tensor, logvar: Tensor) -> tuple[float, float]:
-    """I_q(x;z) = E_{x, z~q(z|x)}[log q(z|x) - log q(z)] over N points, and its cap log N.
-
-    ``z`` holds one draw z_i ~ q(z|x_i) per point. Because q(z_i) >= q(z_i|x_i)/N, every term
-    is at most log N: with N points the estimate cannot exceed log N nats.
-    """
-    n = len(mu)
-    log_conditional = gaussian_log_density(z.double(), mu.double(), logvar.double())
-    mi = float((log_conditional - aggregate_log_density(z, mu, logvar)).mean())
-    return min(mi, math.log(n)), math.log(n)
 
 
 def kl_aggregate_prior(z: Tensor, mu: Tensor, logvar: Tensor) -> float:
@@ -230,6 +196,28 @@ def active_units(mu: Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
 # --------------------------------------------------------------------------- all metrics
 
 
+def negative_log_likelihood(
+    x: Tensor,
+    encode: Encode,
+    log_likelihood: LogLikelihood,
+    table: LogLikelihoodTable | None,
+    iw_samples: int,
+    generator: torch.Generator | None,
+) -> float:
+    """Mean -log p(x) over ``x`` (N, D): ``nll`` on the test set, ``nll_train`` on a train subset.
+
+    Quadrature when the latent is 1-D (``table``, if given, is a fast every-x-against-every-z
+    log p(x|z); default: the row-by-row ``log_likelihood``), importance sampling with
+    ``iw_samples`` draws otherwise.
+    """
+    z_dim = encode(x[:1])[0].shape[1]
+    if z_dim == 1:
+        log_px = log_marginal_quadrature(table or pairwise_table(log_likelihood), x)
+    else:
+        log_px = log_marginal_importance(encode, log_likelihood, x, iw_samples, generator)
+    return float(-log_px.mean())
+
+
 def evaluate(
     encode: Encode,
     log_likelihood: LogLikelihood,
@@ -238,17 +226,16 @@ def evaluate(
     iw_samples: int,
     generator: torch.Generator | None = None,
     table: LogLikelihoodTable | None = None,
+    data_entropy: float | None = None,
     chunk_size: int = 500,
 ) -> dict[str, float]:
     """Every evaluation metric on the points ``x`` (N, D); see the module docstring.
 
-    ``nll`` uses quadrature when the latent is 1-D (``table``, if given, is a fast
-    every-x-against-every-z log p(x|z); default: the row-by-row ``log_likelihood``), importance
-    sampling with ``iw_samples`` draws otherwise. The Monte-Carlo metrics use one draw of
-    z ~ q(z|x) per point, from ``generator``.
+    ``nll`` as in `negative_log_likelihood`. The Monte-Carlo metrics use one draw of
+    z ~ q(z|x) per point, from ``generator``. ``data_entropy`` H(x) gives ``mi_ba`` (else NaN).
     """
     mus, logvars, zs, log_liks = [], [], [], []
-    for rows in _chunks(len(x), chunk_size):
+    for rows in chunks(len(x), chunk_size):
         mu, logvar = encode(x[rows])
         noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + torch.exp(0.5 * logvar) * noise
@@ -259,10 +246,7 @@ def evaluate(
     mu, logvar, z, log_lik = (torch.cat(t) for t in (mus, logvars, zs, log_liks))
     z_dim = mu.shape[1]
 
-    if z_dim == 1:
-        log_px = log_marginal_quadrature(table or pairwise_table(log_likelihood), x)
-    else:
-        log_px = log_marginal_importance(encode, log_likelihood, x, iw_samples, generator)
+    nll = negative_log_likelihood(x, encode, log_likelihood, table, iw_samples, generator)
     rate = float(gaussian_kl(mu, logvar).mean())
     distortion = float(-log_lik.mean())
     mi, mi_cap = mutual_information(z, mu, logvar)
@@ -270,12 +254,14 @@ def evaluate(
     prior = torch.randn((m, z_dim), generator=generator, device=z.device, dtype=z.dtype)
     mmd = mmd_unbiased(z[:m], prior, kernel="imq")  # C = 2 Z (WAE, InfoVAE)
     return {
-        "nll": float(-log_px.mean()),
+        "nll": nll,
         "elbo": -(distortion + rate),
         "rate": rate,
         "distortion": distortion,
         "mi": mi,
         "mi_cap": mi_cap,
+        "mi_upper": mutual_information_upper(z, mu, logvar) if len(z) > 1 else math.nan,
+        "mi_ba": barber_agakov(data_entropy, distortion),
         "kl_qz_pz": kl_aggregate_prior(z, mu, logvar),
         "mmd_qz_pz": float(mmd),
         "active_units": float(active_units(mu)),

@@ -2,7 +2,8 @@
 
 JSON lines on stdout, and in the output directory `config.yaml` (the experiment),
 `metrics.jsonl` (one line per evaluation) and `checkpoint/` (after each evaluation); `resume`
-continues from the checkpoint and gives the same numbers as an uninterrupted run on CPU.
+continues from the checkpoint and gives the same numbers as an uninterrupted run on CPU. At the
+end, on stderr: the MI sandwich (each estimate with its bound direction) and the floor report.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import yaml
 
 from search.config import Experiment
+from search.training.evaluation import floor_note, sandwich_line
 from search.training.trainer import CHECKPOINT_FILE, Trainer
 
 
@@ -51,6 +53,10 @@ def train(experiment: Experiment, out_dir: Path | None = None, resume: bool = Fa
     finally:
         if log is not None:
             log.close()
+    if metrics.get("status") == "ok":  # for people, on stderr: stdout stays JSON lines
+        note = floor_note(metrics)
+        print(sandwich_line(metrics), file=sys.stderr)
+        print(note or "floors: no unit at a variance floor", file=sys.stderr)
     return metrics
 
 

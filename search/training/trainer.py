@@ -26,15 +26,16 @@ import torch
 from objectives.config import ConfigError
 from objectives.dual import DualAscent
 from objectives.estimators import FamilyLoss
+from objectives.implicit import implicit_encoder_form
 from objectives.networks import InfoAEModel
 from search.config import METRICS, Experiment
 from search.training.data import BatchStream, DataError, Dataset, load_dataset
-from search.training.metrics import decoder_table
-from search.training.metrics import evaluate as evaluate_metrics
+from search.training.evaluation import evaluate_model, training_subset
+from search.training.mog import MOG_ENTROPY
 from search.training.runtime import machine_threads, resolve_device, seeded, torch_settings
 
 CHECKPOINT_FILE = "trainer.pt"
-_DATA_STREAM, _SAMPLING_STREAM, _EVAL_STREAM = 10, 11, 12  # independent uses of the seed
+_DATA_STREAM, _SAMPLING_STREAM, _EVAL_STREAM, _TRAIN_SUBSET_STREAM = 10, 11, 12, 13  # seed uses
 
 
 def seed_for(seed: int, stream: int, *extra: int) -> int:
@@ -87,6 +88,12 @@ class Trainer:
         if experiment.train.eval_size is not None:
             test = test[: experiment.train.eval_size]
         self.eval_data = test.to(self.device)  # (M, D)
+        subset = torch.Generator().manual_seed(seed_for(seed, _TRAIN_SUBSET_STREAM))
+        binary = self.dataset.likelihood == "bernoulli"
+        size = experiment.train.nll_train_size
+        self.train_eval_data = training_subset(self.dataset.train, size, subset, binary).to(
+            self.device
+        )  # (K, D): the fixed points of nll_train
 
         self.compiled = experiment.compiled
         self.lagrangian = self.compiled.lagrangian
@@ -97,6 +104,8 @@ class Trainer:
             else None
         )
         form = dict(self.base_form)
+        if experiment.model.encoder == "implicit":  # AVB: the rate by an adversary T(x, z)
+            form = implicit_encoder_form(form)
         if self.dual is not None:
             form = {t: 0.0 for t in self.dual.terms()} | self.dual.form(self.base_form)
 
@@ -140,6 +149,7 @@ class Trainer:
         for _ in range(n):
             if self.status == "diverged":
                 break
+            self._discriminator_steps(self.experiment.train.disc_steps - 1)
             x = next(self.batches)
             with self._autocast():
                 out = self.loss(x, self.sampling)
@@ -165,6 +175,20 @@ class Trainer:
         self._timing[0] += time.perf_counter() - start
         self._timing[1] += taken * self.experiment.train.batch_size
 
+    def _discriminator_steps(self, n: int) -> None:
+        """``n`` updates of every discriminator alone, each on a fresh batch, before the joint
+        step (which updates them once more): `train.disc_steps` = n + 1 per model step."""
+        if len(self.optimizers) == 1:
+            return
+        for _ in range(n):
+            with self._autocast():
+                out = self.loss(next(self.batches), self.sampling)
+            for group, optimizer in self.optimizers.items():
+                if group != "model":
+                    optimizer.zero_grad(set_to_none=True)
+                    out.losses[group].backward(inputs=self.params[group])
+                    optimizer.step()
+
     def _autocast(self) -> torch.autocast:
         """bf16 autocast of the forward pass when `train.precision` asks for it (matmuls in
         bf16 on tensor cores; losses, backward and evaluation stay in fp32)."""
@@ -189,13 +213,13 @@ class Trainer:
             )
             self.model.eval()
             try:
-                metrics |= evaluate_metrics(
-                    self.model.encoder.encode,
-                    self.model.decoder.log_prob,
+                metrics |= evaluate_model(
+                    self.model,
                     self.eval_data,
+                    self.train_eval_data,
                     iw_samples=self.experiment.train.iw_samples,
                     generator=generator,
-                    table=decoder_table(self.model.decoder),
+                    data_entropy=MOG_ENTROPY if self.dataset.name == "mog" else None,
                 )
             finally:
                 self.model.train()
