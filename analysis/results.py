@@ -22,6 +22,7 @@ import pandas as pd
 from analysis.pareto import usable_mask
 from analysis.sources import ResultsError, local_copy, read_results, result_files
 from search.config import METRICS, ConfigError, Experiment, load_experiment
+from search.config import MI_BOUNDS as SIDES
 from search.spaces import FAMILY_ALIASES
 
 __all__ = ["MI_BOUNDS", "Results", "ResultsError", "load", "load_curves", "load_results"]
@@ -29,13 +30,14 @@ __all__ = ["MI_BOUNDS", "Results", "ResultsError", "load", "load_curves", "load_
 TOP_LEVEL_KEYS = ("dataset", "model", "objective", "train", "resources", "seed")
 BOUND_PREFIX = "bound:"  # + an MI estimate: `lower` or `upper` (bound:mi, bound:rate)
 LAMBDA_PREFIX = "lambda:"  # + the term in the paper's notation, e.g. lambda:MMD(q(z)||p(z))
-MI_BOUNDS = {  # which side of I_q(x;z) each estimate sits on, and how it is estimated
-    "mi": ("lower", "aggregate posterior over the eval set, each point's own term included"),
-    "mi_ba": ("lower", "Barber-Agakov: H(x) - distortion"),
-    "mi_upper": ("upper", "aggregate posterior, leave-one-out"),
-    "rate": ("upper", "rate = E KL(q(z|x)||p(z))"),
+ESTIMATORS = {  # how each estimate of I_q(x;z) is made; its side is search.config.MI_BOUNDS
+    "mi": "aggregate posterior over the eval set, each point's own term included",
+    "mi_ba": "Barber-Agakov: H(x) - distortion",
+    "mi_upper": "aggregate posterior, leave-one-out",
+    "rate": "rate = E KL(q(z|x)||p(z))",
 }
-METRIC_COLUMNS = (*dict.fromkeys([*METRICS, "mi_upper", "mi_ba", "floor_units", "nll_train"]),)
+MI_BOUNDS = {m: (SIDES[m], how) for m, how in ESTIMATORS.items()}  # metric -> (side, how)
+METRIC_COLUMNS = METRICS
 UNFINISHED = "unfinished"  # a trial with evaluations but no row in trials.csv yet
 
 
