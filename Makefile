@@ -27,6 +27,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/trainable_overhead.py
 	$(PY) bench/eval_speed.py
 	$(PY) bench/search_overhead.py
+	$(PY) bench/population.py
 
 clean:
 	rm -rf $(VENV) results

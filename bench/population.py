@@ -1,0 +1,104 @@
+"""K sequential `Trainer` runs against one `Population` of the same K members, side by side.
+
+Members are the quick demo's experiment (configs/quick.yaml, the 1-D mixture) with K different
+multipliers and seeds, for each objective: `infovae` (the demo's: β-ELBO + λ MMD(q(z)||p(z)),
+β over [0.2, 2], λ over [1, 1000]) and `beta-vae` (β alone). For each network width it times
+the training steps only (construction and evaluation excluded), both sides with `--threads`
+torch threads, and prints one JSON line: samples/s of all members together for each side, and
+the ratio, keyed "<objective> 2x<width>".
+
+    python bench/population.py                           # K = 16, 2x64 and 2x1024 (~3 min)
+    python bench/population.py --k 4 --widths 64 --steps 100 --objectives infovae
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from search.config import Experiment, experiment_from_dict  # noqa: E402
+from search.training.population import Population  # noqa: E402
+from search.training.trainer import Trainer  # noqa: E402
+from search.typed_yaml import load_mapping  # noqa: E402
+
+QUICK = Path(__file__).resolve().parents[1] / "configs" / "quick.yaml"
+
+
+def member_experiments(k: int, hidden: int, threads: int, preset: str) -> list[Experiment]:
+    """K members of the quick demo at width `hidden`: β spread over [0.2, 2], λ (infovae)
+    over [1, 1000] (log), seed 100 + member."""
+    out = []
+    for member in range(k):
+        share = member / max(k - 1, 1)
+        data = load_mapping(QUICK)
+        data["objective"] = {"preset": preset, "beta": 0.2 + 1.8 * share}
+        if preset == "infovae":
+            data["objective"]["lambda"] = 10 ** (3 * share)
+        data["seed"] = 100 + member
+        data["model"]["hidden"] = hidden
+        data["train"]["threads"] = threads
+        out.append(experiment_from_dict(data))
+    return out
+
+
+def sequential_rate(experiments: list[Experiment], steps: int) -> float:
+    """Samples/s of K plain trainers run one after the other (training steps only)."""
+    seconds, samples = 0.0, 0
+    for experiment in experiments:
+        trainer = Trainer(experiment)
+        trainer.train_steps(1)  # warm-up, untimed on both sides
+        start = time.perf_counter()
+        trainer.train_steps(steps)
+        seconds += time.perf_counter() - start
+        samples += steps * experiment.train.batch_size
+    return samples / seconds
+
+
+def population_rate(experiments: list[Experiment], steps: int) -> float:
+    """Samples/s of all members of one population together (training steps only)."""
+    population = Population(experiments)
+    population.train_steps(1)  # warm-up, untimed on both sides
+    start = time.perf_counter()
+    population.train_steps(steps)
+    seconds = time.perf_counter() - start
+    return len(experiments) * steps * experiments[0].train.batch_size / seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--k", type=int, default=16, help="members")
+    parser.add_argument("--widths", type=int, nargs="+", default=[64, 1024], help="hidden units")
+    parser.add_argument("--steps", type=int, default=200, help="steps at width 64")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--objectives", nargs="+", default=["infovae", "beta-vae"])
+    args = parser.parse_args(argv)
+    result: dict[str, object] = {"k": args.k, "threads": args.threads, "layers": 2}
+    for preset in args.objectives:
+        for hidden in args.widths:
+            result[f"{preset} 2x{hidden}"] = compare(args.k, hidden, args, preset)
+    print(json.dumps(result))
+    return 0
+
+
+def compare(k: int, hidden: int, args: argparse.Namespace, preset: str) -> dict[str, object]:
+    """Both sides for one objective and width; wider networks take fewer steps."""
+    steps = max(20, args.steps * 64 // hidden)
+    experiments = member_experiments(k, hidden, args.threads, preset)
+    sequential = sequential_rate(experiments, steps)
+    population = population_rate(experiments, steps)
+    return {
+        "steps": steps,
+        "batch_size": experiments[0].train.batch_size,
+        "sequential_samples_per_s": round(sequential, 1),
+        "population_samples_per_s": round(population, 1),
+        "ratio": round(population / sequential, 2),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
