@@ -23,6 +23,7 @@ from analysis.pareto import usable_mask
 from analysis.sources import ResultsError, local_copy, read_results, result_files
 from search.config import METRICS, ConfigError, Experiment, load_experiment
 from search.config import MI_BOUNDS as SIDES
+from search.populations import MEMBERS, member_key, member_records
 from search.spaces import FAMILY_ALIASES
 
 __all__ = ["MI_BOUNDS", "Results", "ResultsError", "load", "load_curves", "load_results"]
@@ -137,10 +138,11 @@ def load_curves(*locations: str | Path) -> pd.DataFrame:
     for results in load_many(locations):
         label = str(results.trials["experiment"].iloc[0])
         for trial_id, path in result_files(results.directory):
-            for record in read_results(path):
+            for member, record in _records(read_results(path)):
                 if "step" not in record:
                     continue
-                row = {"experiment": label, "trial_id": trial_id, "step": record["step"]}
+                key = member_key(trial_id, member)
+                row = {"experiment": label, "trial_id": key, "step": record["step"]}
                 row["status"] = record.get("status", "")
                 row |= {m: record[m] for m in METRIC_COLUMNS if m in record}
                 rows.append(row)
@@ -157,14 +159,23 @@ def _unfinished_rows(directory: Path, recorded: set[str]) -> list[dict[str, Any]
     """Trials with evaluations on disk and no row in trials.csv: their latest evaluation."""
     rows = []
     for trial_id, path in result_files(directory):
-        records = read_results(path) if trial_id not in recorded else []
-        if records:
-            last = records[-1]
-            row = {"trial_id": trial_id, "status": UNFINISHED, **last.get("config", {})}
+        records = read_results(path)[-1:]
+        points = records[0].get("config", {}).get(MEMBERS) if records else None
+        for member, last in _records(records):
+            key = member_key(trial_id, member)
+            if key in recorded:
+                continue
+            config = points[member] if member is not None else last.get("config", {})
+            row = {"trial_id": key, "status": UNFINISHED, **config}
             row |= {k: last.get(k) for k in (*METRIC_COLUMNS, "mi_cap", "step") if k in last}
             row["ended_at"] = last.get("timestamp")
             rows.append(row)
     return rows
+
+
+def _records(records: Sequence[Mapping[str, Any]]) -> list[tuple[int | None, dict[str, Any]]]:
+    """Tune's results as (member, record): a population trial's result holds one per member."""
+    return [pair for record in records for pair in member_records(record)]
 
 
 def family_of(experiment: Experiment) -> str:

@@ -5,7 +5,8 @@ multipliers and seeds, for each objective: `infovae` (the demo's: β-ELBO + λ M
 β over [0.2, 2], λ over [1, 1000]) and `beta-vae` (β alone). For each network width it times
 the training steps only (construction and evaluation excluded), both sides with `--threads`
 torch threads, and prints one JSON line: samples/s of all members together for each side, and
-the ratio, keyed "<objective> 2x<width>".
+the ratio, keyed "<objective> 2x<width>". Time is this process's CPU time, the two sides
+alternating in rounds (see `rates`).
 
     python bench/population.py                           # K = 16, 2x64 and 2x1024 (~3 min)
     python bench/population.py --k 4 --widths 64 --steps 100 --objectives infovae
@@ -46,27 +47,29 @@ def member_experiments(k: int, hidden: int, threads: int, preset: str) -> list[E
     return out
 
 
-def sequential_rate(experiments: list[Experiment], steps: int) -> float:
-    """Samples/s of K plain trainers run one after the other (training steps only)."""
-    seconds, samples = 0.0, 0
-    for experiment in experiments:
-        trainer = Trainer(experiment)
-        trainer.train_steps(1)  # warm-up, untimed on both sides
-        start = time.perf_counter()
-        trainer.train_steps(steps)
-        seconds += time.perf_counter() - start
-        samples += steps * experiment.train.batch_size
-    return samples / seconds
-
-
-def population_rate(experiments: list[Experiment], steps: int) -> float:
-    """Samples/s of all members of one population together (training steps only)."""
+def rates(experiments: list[Experiment], steps: int, rounds: int) -> tuple[float, float]:
+    """Samples/s of K plain trainers run one after the other, and of one population of the
+    same K members (training steps only), in CPU seconds of this process: on a shared machine
+    the wall clock also counts the time others hold the core. The two sides alternate over
+    `rounds` rounds (each a share of `steps`), so a slower or faster stretch of the machine
+    falls on both."""
+    trainers = [Trainer(e) for e in experiments]
     population = Population(experiments)
-    population.train_steps(1)  # warm-up, untimed on both sides
-    start = time.perf_counter()
-    population.train_steps(steps)
-    seconds = time.perf_counter() - start
-    return len(experiments) * steps * experiments[0].train.batch_size / seconds
+    for trainer in trainers:
+        trainer.train_steps(1)  # warm-up, untimed on both sides
+    population.train_steps(1)
+    seconds = [0.0, 0.0]
+    share = max(1, steps // rounds)
+    for _ in range(rounds):
+        start = time.process_time()
+        for trainer in trainers:
+            trainer.train_steps(share)
+        middle = time.process_time()
+        population.train_steps(share)
+        seconds[0] += middle - start
+        seconds[1] += time.process_time() - middle
+    samples = len(experiments) * share * rounds * experiments[0].train.batch_size
+    return samples / seconds[0], samples / seconds[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--widths", type=int, nargs="+", default=[64, 1024], help="hidden units")
     parser.add_argument("--steps", type=int, default=200, help="steps at width 64")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=5, help="alternations of the two sides")
     parser.add_argument("--objectives", nargs="+", default=["infovae", "beta-vae"])
     args = parser.parse_args(argv)
-    result: dict[str, object] = {"k": args.k, "threads": args.threads, "layers": 2}
+    result: dict[str, object] = {"k": args.k, "threads": args.threads, "layers": 2, "clock": "cpu"}
     for preset in args.objectives:
         for hidden in args.widths:
             result[f"{preset} 2x{hidden}"] = compare(args.k, hidden, args, preset)
@@ -89,8 +93,7 @@ def compare(k: int, hidden: int, args: argparse.Namespace, preset: str) -> dict[
     """Both sides for one objective and width; wider networks take fewer steps."""
     steps = max(20, args.steps * 64 // hidden)
     experiments = member_experiments(k, hidden, args.threads, preset)
-    sequential = sequential_rate(experiments, steps)
-    population = population_rate(experiments, steps)
+    sequential, population = rates(experiments, steps, args.rounds)
     return {
         "steps": steps,
         "batch_size": experiments[0].train.batch_size,

@@ -77,6 +77,7 @@ class SearchConfig:
     max_failures: int = 1  # retries of a trial that raised (a diverged trial is not retried)
     seed: int | None = None  # sampler seed (None: the experiment seed)
     study: str | None = None  # an Optuna storage URL (None: a journal file beside the results)
+    population: int | Literal["auto"] = 1  # members trained together in one trial (auto: a rule)
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,13 @@ def _validate(experiment: Experiment) -> None:
             raise ConfigError(
                 f"search.metrics: unknown metric {metric!r}; known: {', '.join(METRICS)}"
             )
+    if e.search.population != "auto" and e.search.population < 1:
+        raise ConfigError(f"search.population: must be >= 1 or auto, got {e.search.population}")
+    if e.search.scheduler == "asha" and e.search.population not in (1, "auto"):
+        raise ConfigError(
+            "search.population: asha stops whole trials, and a population trial holds several "
+            "points; use search.population: 1 with scheduler asha"
+        )
     if e.search.scheduler == "asha" and len(e.search.metrics) != 1:
         raise ConfigError("search.scheduler: asha needs exactly one metric in search.metrics")
     if not e.name or "/" in e.name:

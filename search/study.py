@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 from search.config import Experiment
 from search.feasibility import refusal
 from search.plan import SearchPlan, grid_values_per_param
+from search.populations import member_key
 from search.spaces import Space
 
 STUDY_NAME = "search"
@@ -74,9 +75,10 @@ def distributions(space: Space) -> dict[str, FloatDistribution]:
 class FamilyStudy:
     """Ask for points the compiler accepts, tell results with our statuses; picklable.
 
-    `key` is the caller's name for a trial (Tune's trial id). The mapping key -> Optuna trial
-    number is rebuilt from the study's user attributes when the study is opened, so a resumed
-    driver (or another machine) continues where the study stands.
+    `key` is the caller's name for a trial: Tune's trial id, or `id#k` for member k of a
+    population trial. The mapping key -> Optuna trial number is rebuilt from the study's user
+    attributes when the study is opened, so a resumed driver (or another machine) continues
+    where the study stands.
     """
 
     max_refusals = 50
@@ -136,7 +138,7 @@ class FamilyStudy:
                 self._set_attr(trial.number, "status", "orphaned")
                 self._tell(trial.number, None, TrialState.FAIL)
         self.numbers = {
-            t.user_attrs["tune_trial_id"]: t.number
+            member_key(t.user_attrs["tune_trial_id"], t.user_attrs.get("member")): t.number
             for t in ours
             if (t.state != TrialState.RUNNING or t.number in known)
             and t.user_attrs.get("status") not in NOT_COUNTED
@@ -158,24 +160,38 @@ class FamilyStudy:
 
     # ----------------------------------------------------------------- ask and tell
 
-    def ask(self, key: str) -> dict[str, float]:
-        """A point the compiler accepts (dotted key -> value); refused ones are told failed."""
+    def ask(self, trial_id: str, member: int | None = None) -> dict[str, float]:
+        """A point the compiler accepts (dotted key -> value); refused ones are told failed.
+        `member`: the point's place in a population trial (its key `trial_id#member`)."""
         reason = ""
         for _ in range(self.max_refusals):
             trial = self.study.ask(self.distributions)
             trial.set_user_attr("owner", self.owner)
-            trial.set_user_attr("tune_trial_id", key)
+            trial.set_user_attr("tune_trial_id", trial_id)
+            if member is not None:
+                trial.set_user_attr("member", member)
             reason = refusal(self.experiment, trial.params)
             if reason is None:
-                self.numbers[key] = trial.number
+                self.numbers[member_key(trial_id, member)] = trial.number
                 return dict(trial.params)
             trial.set_user_attr("status", "refused")
             trial.set_user_attr("reason", reason)
             self._tell(trial.number, None, TrialState.FAIL)
         raise RuntimeError(f"the compiler refused {self.max_refusals} points in a row: {reason}")
 
+    def ask_population(self, trial_id: str, size: int) -> list[dict[str, float]]:
+        """Points for one population trial: `size` members, fewer when the budget ends."""
+        left = self.budget - len(self.numbers)
+        return [self.ask(trial_id, member) for member in range(max(0, min(size, left)))]
+
+    def members_of(self, trial_id: str) -> list[str]:
+        """The keys of a population trial's members (none for a point's trial)."""
+        prefix = member_key(trial_id, 0)[:-1]
+        return [key for key in self.numbers if key.startswith(prefix)]
+
     def tell(self, key: str, status: str, metrics: Mapping[str, Any], names: Sequence[str]):
-        """Tell the result of trial `key`; a trial told before (a resumed search) is skipped."""
+        """Tell the result of `key` (a trial id, or `member_key` of a population's member);
+        one told before (a resumed search) is skipped."""
         number = self.numbers.get(key)
         if number is None or self._finished(number):
             return

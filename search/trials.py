@@ -1,6 +1,7 @@
 """`trials.csv` and the progress lines of a search; no Ray here (`search.tune` feeds it).
 
-`trials.csv` holds one row per finished trial, rewritten atomically as trials finish:
+`trials.csv` holds one row per finished trial (per member of a population trial, its
+`trial_id` `<tune trial id>#<member>`), rewritten atomically as trials finish:
 `trial_id`, `status` (one of `STATUSES`), one column per searched dotted key, every metric of
 DESIGN.md, then `FIELDS_AFTER_METRICS` (the MI cap and bound, steps, time, divergence,
 placement, reason). The points the compiler refused were never run and have no row: the
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from search.config import METRICS
-from search.plan import IMAGE_DATASETS, SearchPlan
+from search.plan import IMAGE_DATASETS, JOURNAL_FILE, SearchPlan
+from search.populations import MEMBERS, member_key, member_records
 
 STATUSES = ("ok", "diverged", "refused", "stopped", "error")
 FIELDS_AFTER_METRICS = (
@@ -91,10 +93,19 @@ def result_row(
     return row
 
 
-def trial_row(plan: SearchPlan, trial: Any) -> dict[str, Any]:
-    """The row of a Tune trial (`trial_id`, `config`, `last_result`, `status`, `get_error`)."""
+def trial_rows(plan: SearchPlan, trial: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(key, row) of a Tune trial (`trial_id`, `config`, `last_result`, `status`,
+    `get_error`): one row, or one per member of a population trial (key `trial_id#k`)."""
     error = _error_text(trial) if trial.status == "ERROR" else None
-    return result_row(plan, trial.trial_id, trial.config, trial.last_result or {}, error)
+    result = trial.last_result or {}
+    if MEMBERS not in trial.config:
+        return [(trial.trial_id, result_row(plan, trial.trial_id, trial.config, result, error))]
+    records = dict(member_records(result)) if MEMBERS in result else {}
+    rows = []
+    for k, point in enumerate(trial.config[MEMBERS]):
+        key = member_key(trial.trial_id, k)
+        rows.append((key, result_row(plan, key, point, records.get(k, {}), error)))
+    return rows
 
 
 def _error_text(trial: Any) -> str:
@@ -104,6 +115,56 @@ def _error_text(trial: Any) -> str:
         text = ""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:300] if lines else "the trial raised (see its error.txt)"
+
+
+# --------------------------------------------------------------------------- the ledger
+
+
+class Ledger:
+    """trials.csv kept as trials finish (rewritten and, with a URI storage, synced each time),
+    one line printed per finished trial or member, then `after_trial(plan)`. Fed Tune's trial
+    objects by `search.tune.Progress`."""
+
+    def __init__(self, plan: SearchPlan, after_trial: Callable[[SearchPlan], Any] | None = None):
+        self.plan = plan
+        self.after_trial = after_trial  # e.g. rewrite the dashboard (analysis, a layer above)
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    def load(self) -> None:
+        self.rows = read_rows(self.plan.trials_csv)  # a resumed search keeps earlier rows
+
+    def finish(self, trial: Any) -> None:
+        if self._recorded(trial):
+            return
+        rows = dict(trial_rows(self.plan, trial))  # one per member of a population trial
+        self.rows.update(rows)
+        self._write()
+        before = len(self.rows) - len(rows)
+        for done, row in enumerate(rows.values(), start=before + 1):
+            print(format_line(self.plan, row, done), flush=True)
+        if self.after_trial is not None:
+            try:  # the rows are saved: a failure here never loses a result
+                self.after_trial(self.plan)
+            except Exception as error:
+                print(f"note: after-trial hook failed ({type(error).__name__}: {error})")
+
+    def end(self, trials: Iterable[Any]) -> None:
+        """The search ended: rows for finished trials no callback recorded, then a write."""
+        for trial in trials:
+            if trial.status in ("TERMINATED", "ERROR") and not self._recorded(trial):
+                self.rows.update(trial_rows(self.plan, trial))
+        self._write()
+
+    def _recorded(self, trial: Any) -> bool:
+        """Finished before a resume and recorded then: its rows stay as they were written."""
+        again = bool((trial.last_result or {}).get("reported_again"))
+        return again and any(key in self.rows for key, _ in trial_rows(self.plan, trial))
+
+    def _write(self) -> None:
+        self.plan.local_dir.mkdir(parents=True, exist_ok=True)
+        write_rows(self.plan.trials_csv, csv_fields(self.plan), self.rows.values())
+        self.plan.sync("trials.csv")
+        self.plan.sync(JOURNAL_FILE)
 
 
 # --------------------------------------------------------------------------- progress lines

@@ -14,8 +14,8 @@ import logging
 import math
 import os
 import pickle
-import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from search import checkpoints
-from search.config import METRICS, ConfigError, Experiment
+from search import trial as trial_body
+from search.config import ConfigError, Experiment
 from search.plan import (
     JOURNAL_FILE,
     SearchPlan,
@@ -36,53 +37,44 @@ from search.plan import (
     stored_experiment,
     write_experiment,
 )
+from search.populations import (
+    MEMBER_SEPARATOR,
+    MEMBERS,
+    member_records,
+    population_size,
+    with_population,
+)
 from search.study import FamilyStudy, make_sampler
-from search.training.trainer import Trainer
-from search.trials import csv_fields, format_line, read_rows, trial_row, write_rows
+from search.trials import Ledger
 
 # --------------------------------------------------------------------------- the trainable
 
 
 def run_trial(config: dict[str, Any], experiment: Experiment, experiment_path: str) -> None:
-    """One Tune trial: train the experiment at `config` (dotted key -> value), reporting
-    every evaluation with a checkpoint; resume from the newest checkpoint when Tune restores."""
+    """One Tune trial (`search.trial.run`): a point, or a population's `members`, reporting
+    every evaluation with a checkpoint; resumed from the newest checkpoint on a restore."""
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no line per checkpoint
     placement = {
         "node_id": ray.get_runtime_context().get_node_id(),
         "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
     }
-    try:  # the objective is compiled here, once, and travels with the experiment
-        trial_experiment = experiment.with_values({k: float(v) for k, v in config.items()})
-    except ConfigError as reason:  # never trained: told to Optuna as failed
-        nan = dict.fromkeys(METRICS, math.nan)
-        tune.report({**nan, "status": "refused", "reason": str(reason), "step": 0, **placement})
-        return
     named = tune.get_checkpoint()
     trial_dir = Path(experiment_path) / checkpoints.trial_dirname(tune.get_context().get_trial_id())
-    paths = checkpoints.candidates(trial_dir, named.path if named is not None else None)
-    if paths:
-        with tune.Checkpoint.from_directory(str(paths[0])).as_directory() as directory:
-            final = checkpoints.read_final(Path(directory))
-        if final is not None:  # finished before the driver stopped: report, do not retrain
-            tune.report({**final, "reported_again": True})
-            return
-    threads = max(1, math.ceil(experiment.resources.cpu))  # the CPUs Ray granted the trial
-    trainer = Trainer(trial_experiment, threads=threads)
-    for path in paths:  # newest first; one cut short by a SIGKILL is skipped
-        try:
-            with tune.Checkpoint.from_directory(str(path)).as_directory() as directory:
-                trainer.load_checkpoint(Path(directory))
-            break
-        except (OSError, RuntimeError, KeyError, EOFError):
-            trainer = Trainer(trial_experiment, threads=threads)
-    restored_from = {"restored_from_step": trainer.step}
-    for metrics in trainer.run():
-        metrics = {**metrics, **restored_from, **placement}
-        with tempfile.TemporaryDirectory() as directory:
-            trainer.save_checkpoint(Path(directory))
-            if metrics.get("done"):
-                checkpoints.write_final(Path(directory), metrics)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+    io = trial_body.TrialIO(
+        report=_report,
+        open_checkpoint=lambda path: tune.Checkpoint.from_directory(str(path)).as_directory(),
+        paths=checkpoints.candidates(trial_dir, named.path if named is not None else None),
+        threads=max(1, math.ceil(experiment.resources.cpu)),  # the CPUs Ray granted the trial
+        extra=placement,
+    )
+    trial_body.run(config, experiment, io)
+
+
+def _report(metrics: dict[str, Any], directory: Path | None) -> None:
+    if directory is None:
+        tune.report(metrics)
+    else:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(directory)))
 
 
 # --------------------------------------------------------------------------- the searcher
@@ -91,7 +83,13 @@ def run_trial(config: dict[str, Any], experiment: Experiment, experiment_path: s
 class FamilySearcher(Searcher):
     """Tune's searcher interface over a `FamilyStudy` (Optuna ask/tell, public APIs only)."""
 
-    def __init__(self, study: FamilyStudy, metrics: tuple[str, ...], modes: tuple[str, ...]):
+    def __init__(
+        self,
+        study: FamilyStudy,
+        metrics: tuple[str, ...],
+        modes: tuple[str, ...],
+        population: int = 1,
+    ):
         multi = len(metrics) > 1
         super().__init__(
             metric=list(metrics) if multi else metrics[0],
@@ -99,18 +97,28 @@ class FamilySearcher(Searcher):
         )
         self.study = study
         self.metrics = metrics
+        self.population = population  # points per Tune trial: each is its own Optuna trial
 
-    def suggest(self, trial_id: str) -> dict[str, float] | str | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.study.exhausted():  # the study counts the trials, so resumes count right
             return Searcher.FINISHED
-        return self.study.ask(trial_id)
+        if self.population == 1:
+            return self.study.ask(trial_id)
+        return {MEMBERS: self.study.ask_population(trial_id, self.population)}
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        status = "error" if error else (result or {}).get("status", "stopped")
+        records = dict(member_records(result or {}))
+        if None in records:  # a point's trial
+            self._tell(trial_id, records[None], error)
+        for key in self.study.members_of(trial_id):  # a population's: each member told
+            self._tell(key, records.get(int(key.rpartition(MEMBER_SEPARATOR)[2]), {}), error)
+
+    def _tell(self, key: str, result: dict[str, Any], error: bool) -> None:
+        status = "error" if error else result.get("status", "stopped")
         status = "stopped" if status == "running" else status  # stopped by the scheduler
-        self.study.tell(trial_id, status, result or {}, self.metrics)
+        self.study.tell(key, status, result, self.metrics)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as handle:
@@ -125,50 +133,22 @@ class FamilySearcher(Searcher):
 
 
 class Progress(tune.Callback):
-    """One line per finished trial, `trials.csv` rewritten and (URI storage) synced each time."""
+    """Tune's callbacks into `search.trials.Ledger`: trials.csv rows and a line per trial."""
 
     def __init__(self, plan: SearchPlan, after_trial: Callable[[SearchPlan], Any] | None = None):
-        self.plan = plan
-        self.after_trial = after_trial  # e.g. rewrite the dashboard (analysis, a layer above)
-        self.rows: dict[str, dict[str, Any]] = {}
+        self.ledger = Ledger(plan, after_trial)
 
     def setup(self, **info: Any) -> None:
-        self.rows = read_rows(self.plan.trials_csv)  # a resumed search keeps earlier rows
+        self.ledger.load()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._finish(trial)
+        self.ledger.finish(trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._finish(trial)
+        self.ledger.finish(trial)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        for trial in trials:
-            if trial.status in ("TERMINATED", "ERROR") and not self._recorded(trial):
-                self.rows[trial.trial_id] = trial_row(self.plan, trial)
-        self._write()
-
-    def _recorded(self, trial: Any) -> bool:
-        """Finished before a resume and recorded then: its row stays as it was written."""
-        return bool((trial.last_result or {}).get("reported_again")) and trial.trial_id in self.rows
-
-    def _finish(self, trial: Any) -> None:
-        if self._recorded(trial):
-            return
-        row = trial_row(self.plan, trial)
-        self.rows[trial.trial_id] = row
-        self._write()
-        print(format_line(self.plan, row, len(self.rows)), flush=True)
-        if self.after_trial is not None:
-            try:  # the row is saved: a failure here never loses a result
-                self.after_trial(self.plan)
-            except Exception as error:
-                print(f"note: after-trial hook failed ({type(error).__name__}: {error})")
-
-    def _write(self) -> None:
-        self.plan.local_dir.mkdir(parents=True, exist_ok=True)
-        write_rows(self.plan.trials_csv, csv_fields(self.plan), self.rows.values())
-        self.plan.sync("trials.csv")
-        self.plan.sync(JOURNAL_FILE)
+        self.ledger.end(trials)
 
 
 # --------------------------------------------------------------------------- running
@@ -210,6 +190,7 @@ def run_search(
     pending = str(plan.experiment.search.max_concurrent)  # Tune < 2.57: 1 for our searcher
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", pending)
     started = _start_ray(address, num_cpus)
+    plan = _with_population(plan, resume)
     study = _study(plan)
     try:
         trainable = tune.with_resources(
@@ -235,6 +216,23 @@ def run_search(
     return plan, study
 
 
+def _with_population(plan: SearchPlan, resume: bool) -> SearchPlan:
+    """`search.population` resolved for this cluster (auto: by device and network width) and
+    written to experiment.yaml, so a resumed search keeps the same size."""
+    gpu = _resources(plan, quiet=True)["gpu"] > 0
+    k, note = population_size(plan.experiment, plan.num_samples, gpu=gpu, keys=plan.space.keys)
+    if k > 1 and not note:
+        note = f"search.population: {k} members per trial"
+    if note:
+        print(f"note: {note}")
+    if k == plan.experiment.search.population:
+        return plan
+    plan = replace(plan, experiment=with_population(plan.experiment, k))
+    if not resume:
+        write_experiment(plan)
+    return plan
+
+
 def _study(plan: SearchPlan) -> FamilyStudy:
     return FamilyStudy(
         plan.study,
@@ -252,7 +250,8 @@ def _new_tuner(
     plan: SearchPlan, trainable: Any, study: FamilyStudy, after_trial: Any
 ) -> tune.Tuner:
     search = plan.experiment.search
-    searcher = FamilySearcher(study, plan.metrics, plan.modes)
+    population = int(plan.experiment.search.population)  # resolved by _with_population
+    searcher = FamilySearcher(study, plan.metrics, plan.modes, population)
     scheduler: Any = FIFOScheduler()
     if search.scheduler == "asha":
         evaluations = math.ceil(plan.experiment.train.steps / plan.experiment.train.eval_every)
@@ -310,11 +309,12 @@ def _start_ray(address: str | None, num_cpus: int | None) -> bool:
     return True
 
 
-def _resources(plan: SearchPlan) -> dict[str, float]:
+def _resources(plan: SearchPlan, quiet: bool = False) -> dict[str, float]:
     """Per-trial resources; gpu asked of a cluster without GPUs falls back to CPU, said once."""
     cpu, gpu = plan.experiment.resources.cpu, plan.experiment.resources.gpu
     if gpu > 0 and ray.cluster_resources().get("GPU", 0) == 0:
-        print(f"note: resources.gpu={gpu:g} but the Ray cluster has no GPU: trials run on CPU")
+        if not quiet:
+            print(f"note: resources.gpu={gpu:g} but the Ray cluster has no GPU: trials run on CPU")
         gpu = 0.0
         cpu = cpu or 1.0
     return {"cpu": cpu, "gpu": gpu}

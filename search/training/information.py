@@ -41,7 +41,7 @@ def gaussian_log_density(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
 
 
 def aggregate_log_density(
-    z: Tensor, mu: Tensor, logvar: Tensor, *, leave_one_out: bool = False, chunk_size: int = 1024
+    z: Tensor, mu: Tensor, logvar: Tensor, *, leave_one_out: bool = False, chunk_size: int = 256
 ) -> Tensor:
     """log q(z_i) with q(z) = 1/N Σ_j N(z; mu_j, diag(exp(logvar_j))). z: (M, Z) -> (M,).
 

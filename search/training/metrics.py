@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from objectives.divergences import mmd_unbiased
-from objectives.networks import standard_normal_log_prob
+from objectives.networks import LOG_2PI, DiagonalGaussian, standard_normal_log_prob
 from objectives.record import gaussian_kl
 from search.training.information import (
     aggregate_log_density,
@@ -75,6 +75,13 @@ def decoder_table(decoder: Callable[[Tensor], Any]) -> LogLikelihoodTable:
     def table(x: Tensor, z: Tensor) -> Tensor:
         if cache[0] is not z:
             cache[:] = [z, decoder(z)]
+            if isinstance(cache[1], DiagonalGaussian):  # per node, not per (x, z) pair
+                d = cache[1]
+                cache[1] = (d.mean.unsqueeze(0), torch.exp(-d.logvar), LOG_2PI + d.logvar)
+        if isinstance(cache[1], tuple):  # DiagonalGaussian.log_prob's terms, in its order
+            mean, precision, constant = cache[1]
+            squared = (x.unsqueeze(1) - mean) ** 2 * precision
+            return -0.5 * (constant + squared).sum(-1)
         dist, b, g = cache[1], len(x), len(z)
         params = {
             f.name: getattr(dist, f.name).unsqueeze(0).expand(b, g, -1)
@@ -92,7 +99,7 @@ def log_marginal_quadrature(
     half_width: float = 8.0,
     levels: tuple[int, int] = (13, 18),
     tolerance: float = 1e-4,
-    max_elements: int = 2**18,
+    max_elements: int = 2**15,
 ) -> Tensor:
     """log p(x) = log ∫ N(z; 0, 1) p(x|z) dz for a 1-D latent, by the trapezoid rule. (N,)
 
