@@ -28,6 +28,8 @@ bench: $(VENV)/.installed
 	$(PY) bench/eval_speed.py
 	$(PY) bench/search_overhead.py
 	$(PY) bench/population.py
+	$(PY) bench/population_memory.py
+	$(PY) bench/demo_search.py
 
 clean:
 	rm -rf $(VENV) results

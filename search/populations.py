@@ -58,7 +58,7 @@ def population_size(
     if wanted != "auto":
         if wanted > 1 and reason is not None:
             raise ConfigError(f"search.population: {wanted} members, but {reason}; use 1")
-        return int(wanted), ""
+        return int(wanted), f"search.population: {wanted} members per trial" if wanted > 1 else ""
     if reason is not None:
         return 1, f"search.population auto -> 1: {reason}"
     per_slot = math.ceil(num_samples / experiment.search.max_concurrent)

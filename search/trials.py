@@ -133,6 +133,16 @@ class Ledger:
     def load(self) -> None:
         self.rows = read_rows(self.plan.trials_csv)  # a resumed search keeps earlier rows
 
+    def start(self, trial: Any) -> None:
+        """A population trial trains for a while before its members' lines: say it started."""
+        points = trial.config.get(MEMBERS)
+        if points:
+            print(
+                f"[{len(self.rows):>3}/{self.plan.num_samples}] {trial.trial_id}  training "
+                f"{len(points)} members together",
+                flush=True,
+            )
+
     def finish(self, trial: Any) -> None:
         if self._recorded(trial):
             return

@@ -1,11 +1,10 @@
 """The search on Ray Tune: the only module that imports ray (DESIGN.md).
 
-Ray Tune runs trials of `search.training.Trainer` (`run_trial`); Optuna proposes (α1, α2, λ)
-through `FamilySearcher`, a Tune `Searcher` over `search.study.FamilyStudy` (ask/tell), behind
-a `ConcurrencyLimiter`; `Progress` writes trials.csv. One experiment file scales from a laptop
-(a local Ray) to a cluster (`--address`; `storage` shared or a bucket URI). A trial that raises
-is retried `search.max_failures` times; `--resume` restores the Tune experiment, the study
-continues from its storage, and a trial from the newest checkpoint in its folder.
+Tune runs `run_trial` (`search.trial`: a point, or a population of K); Optuna proposes (α1,
+α2, λ) through `FamilySearcher` (a Tune `Searcher` over `search.study.FamilyStudy`); `Progress`
+writes trials.csv. One file scales from a laptop to a cluster (`--address`; `storage` shared
+or a URI). A trial that raises is retried `search.max_failures` times; `--resume` restores
+the Tune experiment, the study from its storage, a trial from its newest checkpoint.
 """
 
 from __future__ import annotations
@@ -141,6 +140,9 @@ class Progress(tune.Callback):
     def setup(self, **info: Any) -> None:
         self.ledger.load()
 
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.ledger.start(trial)
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.ledger.finish(trial)
 
@@ -221,8 +223,6 @@ def _with_population(plan: SearchPlan, resume: bool) -> SearchPlan:
     written to experiment.yaml, so a resumed search keeps the same size."""
     gpu = _resources(plan, quiet=True)["gpu"] > 0
     k, note = population_size(plan.experiment, plan.num_samples, gpu=gpu, keys=plan.space.keys)
-    if k > 1 and not note:
-        note = f"search.population: {k} members per trial"
     if note:
         print(f"note: {note}")
     if k == plan.experiment.search.population:

@@ -83,8 +83,17 @@ def test_kills_during_each_population_lose_no_member(tmp_path: Path) -> None:
     assert len(complete) == len(trials) == NUM_SAMPLES  # each member told once, complete
 
 
-def test_each_member_is_a_row_a_study_trial_and_a_curve(local_ray: None, tmp_path: Path) -> None:
+def test_each_member_is_a_row_a_study_trial_and_a_curve(
+    local_ray: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     summary, study = search(population_search("pop"), tmp_path)
+    out = capsys.readouterr().out
+    assert "note: search.population: 3 members per trial" in out
+    assert out.count("members together") == 2  # a line as each population starts
+    assert (
+        sum(line.startswith("[") and "/5] " in line and "#" in line for line in out.splitlines())
+        == 5
+    )
     home = tmp_path / "pop"
     rows = {row["trial_id"]: row for row in read_csv(home / "trials.csv")}
     assert len(rows) == NUM_SAMPLES and {r["status"] for r in rows.values()} == {"ok"}
