@@ -106,18 +106,22 @@ def log_marginal_quadrature(
     x: Tensor,
     *,
     half_width: float = 8.0,
-    levels: tuple[int, int] = (13, 18),
+    levels: tuple[int, int] = (12, 18),
     tolerance: float = 1e-4,
-    max_elements: int = 2**15,
+    max_elements: int = 2**16,
 ) -> Tensor:
     """log p(x) = log ∫ N(z; 0, 1) p(x|z) dz for a 1-D latent, by the trapezoid rule. (N,)
 
     The grid spans [-half_width, half_width] (prior mass outside [-8, 8] is below 1e-15) with
-    2^k + 1 nodes, k from ``levels[0]`` (spacing 16/2^13 ≈ 0.002). Each point's grid is then
+    2^k + 1 nodes, k from ``levels[0]`` (spacing 16/2^12 ≈ 0.004). Each point's grid is then
     halved, reusing the nodes already summed, until two successive rules agree to
     ``tolerance`` nats or k reaches ``levels[1]`` (spacing ≈ 6e-5): a decoder that makes
     p(x|z) sharply peaked in z is resolved rather than missed. Sums are logsumexps in float64,
     so tiny likelihoods do not underflow; ``max_elements`` bounds the (rows, nodes, D) tables.
+    Measured against a 2^20 + 1-node rule on the Figure 1 models (docs/RESULTS.md; the sharpest
+    is β = 0.5 after 50k steps, MI 4.9 nats, decoder variance at its floor): the largest error
+    of one point's log p(x) was 7.4e-6 nats starting at k = 12, 4.2e-6 starting at k = 13 (at
+    twice the cost); 2.4e-7 (float32 rounding) on smoother models.
     """
     first, last = levels
 
