@@ -108,6 +108,7 @@ def plan_search(
     space = parse_space(experiment)
     check_compiles(experiment, space)
     points = tuple(enqueue_presets(experiment, space))
+    experiment = _absolute_data_dir(experiment)  # trials run in their own directories
     _check_data(experiment)
     root = storage_root or experiment.storage
     if not storage.is_remote(root):
@@ -193,6 +194,16 @@ def grid_size(space: Space, num_samples: int) -> int:
 
 def grid_values_per_param(space: Space, num_samples: int) -> int:
     return max(2, round(num_samples ** (1 / len(space.params))))
+
+
+def _absolute_data_dir(experiment: Experiment) -> Experiment:
+    """A relative `dataset.data_dir` as the driver reads it: Ray runs each trial in a folder
+    of its own, where a relative path would name nothing."""
+    data_dir = experiment.dataset.data_dir
+    if data_dir is None or Path(data_dir).expanduser().is_absolute():
+        return experiment
+    absolute = str(Path(data_dir).expanduser().resolve())
+    return replace(experiment, dataset=replace(experiment.dataset, data_dir=absolute))
 
 
 def _check_data(experiment: Experiment) -> None:
