@@ -9,6 +9,9 @@
                                  [--out FILE|DIR]       # trials as re-trainable experiment files
     python run_search.py compare RESULTS_DIR RESULTS_DIR ... [--out FILE]   # overlaid dashboard
     python run_search.py explain NAME|JSON      # a preset or Lagrangian, in words
+    python run_search.py suite SUITE.yaml [--set key=value ...] | --tables DIR   # several
+                                 searches as one experiment (analysis/suite.py: the paper's
+                                 Figure 2, the search-methods comparison), with their tables
 
 Every sub-command reads the same experiment file shape (DESIGN.md, "Experiment file"). The
 layers below point one way: objectives <- search.config <- search.training <- search <-
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_EXPERIMENT = ROOT / "configs" / "quick.yaml"
-COMMANDS = ("search", "train", "report", "export", "compare", "explain")
+COMMANDS = ("search", "train", "report", "export", "compare", "explain", "suite")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="resume from the out dir's checkpoint")
 
     _analysis_commands(commands)
+    commands.add_parser(  # parsed by analysis.suite itself (see main)
+        "suite", help="several searches as one experiment, and their tables (analysis/suite.py)"
+    )
 
     explain = commands.add_parser("explain", help="explain a preset or a Lagrangian in words")
     explain.add_argument("what", help="a preset name (e.g. beta-vae) or a Lagrangian as JSON")
@@ -115,6 +121,10 @@ def _search_options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["suite"]:  # its own options: analysis.suite parses them
+        from analysis.suite import main as suite_main
+
+        return suite_main(argv[1:])
     if not any(arg in COMMANDS for arg in argv[:1]) and argv[:1] not in (["-h"], ["--help"]):
         argv = ["search", str(DEFAULT_EXPERIMENT), *argv]  # the newcomer's demo, with options
     args = build_parser().parse_args(argv)

@@ -104,3 +104,13 @@ def test_a_trial_compiles_its_objective_once(monkeypatch: pytest.MonkeyPatch) ->
     trainer = Trainer(trial, threads=1)
     trainer.train_steps(2)
     assert len(calls) == 3 and trainer.compiled is trial.compiled
+
+
+def test_suite_is_a_sub_command_of_the_one_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run_search.py suite` hands its arguments to analysis.suite: a missing folder is one
+    error line and exit 2, as every sub-command's bad input."""
+    code = run_search.main(["suite", "--tables", str(tmp_path / "no-such-suite")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error:") and "no-such-suite" in err
