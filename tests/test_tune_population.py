@@ -80,7 +80,12 @@ def test_kills_during_each_population_lose_no_member(tmp_path: Path) -> None:
     assert {row["step"] for row in after.values()} == {"400"}
     trials = study_trials(str(home / "optuna.journal"))
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == len(trials) == NUM_SAMPLES  # each member told once, complete
+    told = {f"{t.user_attrs['tune_trial_id']}#{t.user_attrs['member']}" for t in complete}
+    assert len(complete) == NUM_SAMPLES and told == set(after)  # each member told once
+    for trial in trials:  # asked after Tune's last snapshot by a killed driver: never trained
+        if trial not in complete:
+            assert trial.state == optuna.trial.TrialState.FAIL
+            assert trial.user_attrs["status"] == "orphaned"
 
 
 def test_each_member_is_a_row_a_study_trial_and_a_curve(
