@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from search.typed_yaml import plain
+
 FINAL_FILE = "final.yaml"  # beside a trial's last checkpoint: its final metrics
 
 
@@ -42,8 +44,7 @@ def candidates(trial_dir: Path | None, named: str | None) -> list[Path]:
 
 def write_final(directory: Path, metrics: Mapping[str, Any]) -> None:
     """Mark a checkpoint as the trial's last, with its final metrics."""
-    plain = {k: (float(v) if isinstance(v, float) else v) for k, v in metrics.items()}
-    (Path(directory) / FINAL_FILE).write_text(yaml.safe_dump(plain))
+    (Path(directory) / FINAL_FILE).write_text(yaml.safe_dump(plain(dict(metrics))))
 
 
 def read_final(directory: Path) -> dict[str, Any] | None:

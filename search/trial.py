@@ -30,6 +30,7 @@ from search.config import METRICS, ConfigError, Experiment
 from search.populations import MEMBERS
 from search.training.population import Population
 from search.training.trainer import Trainer
+from search.typed_yaml import plain
 
 RESUME_ERRORS = (OSError, RuntimeError, KeyError, EOFError, ValueError)
 GROUP_FINAL = "group_final.yaml"  # in a finished group's folder: its members' final metrics
@@ -136,7 +137,7 @@ def train_population(points: list[dict[str, Any]], experiment: Experiment, io: T
             with tempfile.TemporaryDirectory() as directory:
                 _save(Path(directory), populations, finals)
                 if done:
-                    checkpoints.write_final(Path(directory), _plain(report))
+                    checkpoints.write_final(Path(directory), report)
                 io.report(report, Path(directory))
     if not groups:  # every point refused: nothing to train, one report says so
         io.report(_population_result(members, True, io), None)
@@ -177,7 +178,7 @@ def _save(directory: Path, populations: Sequence[Population], finals: Mapping[in
         folder = directory / f"group_{g}"
         population.save_checkpoint(folder)
         if g in finals:
-            (folder / GROUP_FINAL).write_text(yaml.safe_dump(_plain(finals[g])))
+            (folder / GROUP_FINAL).write_text(yaml.safe_dump(plain(finals[g])))
 
 
 def _restore(
@@ -203,12 +204,3 @@ def _restore(
         except RESUME_ERRORS:
             populations = fresh()
     return populations, {}
-
-
-def _plain(value: Any) -> Any:
-    """YAML-safe: floats as floats, containers as lists and dicts."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return float(value) if isinstance(value, float) else value

@@ -156,7 +156,10 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
 
 
 def plain(value: Any) -> Any:
-    """Dataclasses, mappings and tuples as plain dicts and lists (what YAML writes)."""
+    """Dataclasses, mappings and tuples as plain dicts and lists, float subclasses (numpy's)
+    as floats: what YAML's safe dumper writes."""
+    if isinstance(value, float):
+        return float(value)
     if dataclasses.is_dataclass(value):
         return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
