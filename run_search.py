@@ -14,7 +14,7 @@
                                  Figure 2, the search-methods comparison), with their tables
 
 Every sub-command reads the same experiment file shape (DESIGN.md, "Experiment file"). The
-layers below point one way: objectives <- search.config <- search.training <- search <-
+layers below point one way: objectives <- experiment.config <- training <- search <-
 analysis <- this file, which wires them together (and is the only one that sees them all).
 """
 
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 def main_search(args: argparse.Namespace) -> int:
     """`search`: 0 when trials finished ok, 1 when none did, 2 on a bad input."""
     from analysis.summary import read_summary
-    from search.config import ConfigError, load_experiment
+    from experiment.config import ConfigError, load_experiment
     from search.tune import run_search
 
     try:
@@ -196,9 +196,9 @@ def metrics_given(path: Path, overrides: Iterable[str]) -> bool:
 
 def main_train(args: argparse.Namespace) -> int:
     """`train`: exit 0 when trained, 1 when it diverged, 2 on a bad input."""
-    from search.config import ConfigError, load_experiment
-    from search.training.data import DataError
-    from search.training.run import train
+    from experiment.config import ConfigError, load_experiment
+    from training.data import DataError
+    from training.run import train
 
     try:
         experiment = load_experiment(args.experiment, args.overrides)
@@ -228,7 +228,7 @@ def main_analysis(args: argparse.Namespace) -> int:
     from analysis.export import export
     from analysis.report import write_comparison, write_report
     from analysis.results import ResultsError
-    from search.config import ConfigError
+    from experiment.config import ConfigError
 
     try:
         if args.command in ("report", "compare"):

@@ -26,7 +26,7 @@ import yaml
 
 from analysis.pareto import knee, pareto_front
 from analysis.results import METRIC_COLUMNS, Results, ResultsError, load_results
-from search.config import Experiment
+from experiment.config import Experiment
 
 PICKS = ("min-nll", "max-mi", "knee")  # and trial=ID
 FORMATS = ("yaml", "json")

@@ -21,8 +21,8 @@ import pandas as pd
 
 from analysis.pareto import usable_mask
 from analysis.sources import ResultsError, local_copy, read_results, result_files
-from search.config import METRICS, ConfigError, Experiment, load_experiment
-from search.config import MI_BOUNDS as SIDES
+from experiment.config import METRICS, ConfigError, Experiment, load_experiment
+from experiment.config import MI_BOUNDS as SIDES
 from search.populations import MEMBERS, member_key, member_records
 from search.spaces import FAMILY_ALIASES
 
@@ -31,7 +31,7 @@ __all__ = ["MI_BOUNDS", "Results", "ResultsError", "load", "load_curves", "load_
 TOP_LEVEL_KEYS = ("dataset", "model", "objective", "train", "resources", "seed")
 BOUND_PREFIX = "bound:"  # + an MI estimate: `lower` or `upper` (bound:mi, bound:rate)
 LAMBDA_PREFIX = "lambda:"  # + the term in the paper's notation, e.g. lambda:MMD(q(z)||p(z))
-ESTIMATORS = {  # how each estimate of I_q(x;z) is made; its side is search.config.MI_BOUNDS
+ESTIMATORS = {  # how each estimate of I_q(x;z) is made; its side is experiment.config.MI_BOUNDS
     "mi": "aggregate posterior over the eval set, each point's own term included",
     "mi_ba": "Barber-Agakov: H(x) - distortion",
     "mi_upper": "aggregate posterior, leave-one-out",

@@ -44,8 +44,8 @@ import yaml
 from analysis.report import write_comparison, write_report
 from analysis.results import ResultsError, load_curves, load_many
 from analysis.tables import figure1_table, figure2_table, markdown, methods_summary, methods_table
-from search.config import ConfigError, Experiment, experiment_from_dict
-from search.typed_yaml import apply_overrides, load_mapping, set_dotted
+from experiment.config import ConfigError, Experiment, experiment_from_dict
+from experiment.typed_yaml import apply_overrides, load_mapping, set_dotted
 
 TABLES = ("figure1", "figure2", "methods", "none")
 
@@ -195,7 +195,7 @@ DUAL_COLUMNS = ("nll", "nll_train", "mi", "mi_upper", "rate", "distortion", "mmd
 def _train_dual(home: Path, dual: Mapping[str, Any]) -> None:
     """Train the best-NLL trial's β (and other searched values) with λ learned by dual
     ascent from the file's λ; write `dual.json` with both rows."""
-    from search.training.run import train
+    from training.run import train
 
     spec = json.loads((home / "suite.json").read_text())
     results = load_many([r["directory"] for r in spec["runs"]])

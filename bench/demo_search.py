@@ -36,7 +36,7 @@ CHILD = """
 import json, logging, sys, time
 sys.path.insert(0, ".")
 import ray
-from search.config import load_experiment
+from experiment.config import load_experiment
 from search.tune import run_search
 experiment = load_experiment("configs/quick.yaml", {overrides!r})
 ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from objectives.config import ModelConfig  # noqa: E402
 from objectives.networks import InfoAEModel  # noqa: E402
-from search.training.metrics import log_marginal_importance  # noqa: E402
+from training.metrics import log_marginal_importance  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from search.config import Experiment, experiment_from_dict  # noqa: E402
-from search.training.population import Population  # noqa: E402
-from search.training.trainer import Trainer  # noqa: E402
-from search.typed_yaml import load_mapping  # noqa: E402
+from experiment.config import Experiment, experiment_from_dict  # noqa: E402
+from experiment.typed_yaml import load_mapping  # noqa: E402
+from training.population import Population  # noqa: E402
+from training.trainer import Trainer  # noqa: E402
 
 QUICK = Path(__file__).resolve().parents[1] / "configs" / "quick.yaml"
 

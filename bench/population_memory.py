@@ -31,7 +31,7 @@ def measure(width: int, k: int, device: str) -> dict[str, float]:
     sys.path.insert(0, str(ROOT / "bench"))
     from population import member_experiments
 
-    from search.training.population import Population
+    from training.population import Population
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB
     experiments = member_experiments(k, width, 1, "infovae")

@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import optuna  # noqa: E402
 
-from search.config import Experiment, experiment_from_dict  # noqa: E402
+from experiment.config import Experiment, experiment_from_dict  # noqa: E402
 from search.space_config import parse_space  # noqa: E402
 from search.study import distributions  # noqa: E402
-from search.training.trainer import Trainer  # noqa: E402
 from search.tune import run_search  # noqa: E402
+from training.trainer import Trainer  # noqa: E402
 
 
 def experiment(args: argparse.Namespace) -> Experiment:

@@ -33,8 +33,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from search.config import experiment_from_dict  # noqa: E402
-from search.training.trainer import Trainer  # noqa: E402
+from experiment.config import experiment_from_dict  # noqa: E402
+from training.trainer import Trainer  # noqa: E402
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:

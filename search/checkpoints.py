@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from search.typed_yaml import plain
+from experiment.typed_yaml import plain
 
 FINAL_FILE = "final.yaml"  # beside a trial's last checkpoint: its final metrics
 

@@ -12,8 +12,8 @@ import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from experiment.config import ConfigError, Experiment
 from objectives.presets import get_preset
-from search.config import ConfigError, Experiment
 from search.spaces import Param, Space
 
 GRID_LIMIT = 729  # most points compiled by `check_compiles` (3 values per parameter up to 6)

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import yaml
 
+from experiment.config import ConfigError, Experiment, load_experiment
 from search import storage
-from search.config import ConfigError, Experiment, load_experiment
 from search.feasibility import check_compiles, enqueue_presets
 from search.space_config import parse_space
 from search.spaces import Space, describe
-from search.training.data import DataError, load_dataset
+from training.data import DataError, load_dataset
 
 DEFAULT_METRICS = ("nll", "mi")
 IMAGE_DATASETS = ("mnist", "fashion-mnist")

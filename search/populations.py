@@ -1,7 +1,7 @@
 """Population trials in the search: how many members a trial trains, and their names; no Ray.
 
 With `search.population: K` one Tune trial trains K points of the search as one batched model
-(`search.training.population.Population`). Each member is its own Optuna trial, its own row of
+(`training.population.Population`). Each member is its own Optuna trial, its own row of
 trials.csv (trial id `<tune trial id>#<member>`) and its own point in the dashboard; the
 budget `search.num_samples` counts members. `auto` picks K by the rule below, measured with
 bench/population.py (K = 16 members against 16 sequential runs, training steps, 1 thread):
@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from search.config import METRICS, ConfigError, Experiment
+from experiment.config import METRICS, ConfigError, Experiment
 
 CPU_MAX_MEMBERS = 16
 CPU_MAX_HIDDEN = 256  # wider networks are compute-bound on a CPU: one member per trial
@@ -39,7 +39,7 @@ def member_key(trial_id: str, member: int | None) -> str:
 
 def unbatchable(experiment: Experiment) -> str | None:
     """Why `experiment` cannot train as a population (its reason), else None."""
-    from search.training.population import population_refusal  # torch: only when asked
+    from training.population import population_refusal  # torch: only when asked
 
     terms = list(experiment.compiled.coefficients())
     return population_refusal(experiment, terms)

@@ -11,9 +11,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from experiment.config import ConfigError, Experiment
 from objectives.presets import get_preset
 from objectives.terms import FamilyError, canonical_term
-from search.config import ConfigError, Experiment
 from search.spaces import (
     FAMILIES,
     FAMILY_ALIASES,

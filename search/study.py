@@ -26,7 +26,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from search.config import Experiment
+from experiment.config import Experiment
 from search.feasibility import refusal
 from search.plan import SearchPlan, grid_values_per_param
 from search.populations import member_key

@@ -25,12 +25,12 @@ from typing import Any
 
 import yaml
 
+from experiment.config import METRICS, ConfigError, Experiment
+from experiment.typed_yaml import plain
 from search import checkpoints
-from search.config import METRICS, ConfigError, Experiment
 from search.populations import MEMBERS
-from search.training.population import Population
-from search.training.trainer import Trainer
-from search.typed_yaml import plain
+from training.population import Population
+from training.trainer import Trainer
 
 RESUME_ERRORS = (OSError, RuntimeError, KeyError, EOFError, ValueError)
 GROUP_FINAL = "group_final.yaml"  # in a finished group's folder: its members' final metrics

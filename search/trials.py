@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from search.config import METRICS
+from experiment.config import METRICS
 from search.plan import IMAGE_DATASETS, JOURNAL_FILE, SearchPlan
 from search.populations import MEMBERS, member_key, member_records
 

@@ -24,9 +24,9 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
+from experiment.config import ConfigError, Experiment
 from search import checkpoints
 from search import trial as trial_body
-from search.config import ConfigError, Experiment
 from search.plan import (
     JOURNAL_FILE,
     SearchPlan,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from postgres_server import postgres_url  # noqa: F401  (a throwaway PostgreSQL server)
 
-from search.training.idx import write_idx
+from training.idx import write_idx
 
 
 @pytest.fixture(autouse=True)

@@ -16,9 +16,9 @@ import analysis
 from analysis.export import export
 from analysis.report import write_comparison, write_report
 from analysis.results import ResultsError
+from experiment.config import experiment_from_dict, load_experiment
 from run_search import main as cli
 from search import storage
-from search.config import experiment_from_dict, load_experiment
 
 # trial, status, beta, lambda, nll, mi, mi_upper, rate, distortion, ended_at
 ROWS = [

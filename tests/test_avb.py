@@ -11,7 +11,7 @@ from test_train import tiny
 from objectives.config import ConfigError
 from objectives.implicit import ADVERSARY_TERM, implicit_encoder_form
 from objectives.terms import FamilyError
-from search.training.trainer import Trainer
+from training.trainer import Trainer
 
 
 def test_the_rate_becomes_the_adversary_and_density_terms_are_refused() -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+import experiment.config
 import run_search
-import search.config
 from search.feasibility import refusal
-from search.training.trainer import Trainer
+from training.trainer import Trainer
 
 
 def free_port() -> int:
@@ -85,14 +85,14 @@ def test_a_trial_compiles_its_objective_once(monkeypatch: pytest.MonkeyPatch) ->
     """The driver compiles each suggestion once (to refuse it or not); the trial compiles its
     point once, and the trainer uses that `Compiled` (Experiment.compiled) as it is."""
     calls = []
-    compile_objective = search.config.compile_objective
+    compile_objective = experiment.config.compile_objective
 
     def counting(objective: object) -> object:
         calls.append(objective)
         return compile_objective(objective)
 
-    monkeypatch.setattr(search.config, "compile_objective", counting)
-    base = search.config.load_experiment(
+    monkeypatch.setattr(experiment.config, "compile_objective", counting)
+    base = experiment.config.load_experiment(
         run_search.DEFAULT_EXPERIMENT,
         ["train.steps=2", "train.eval_every=2", "dataset.test_size=8"],
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from search.config import (
+from experiment.config import (
     ConfigError,
     Experiment,
     apply_overrides,

@@ -19,9 +19,9 @@ import pytest
 import torch
 from conftest import write_idx_dir
 
-from search.training import data
-from search.training.data import Dataset, load_dataset
-from search.training.idx import (
+from training import data
+from training.data import Dataset, load_dataset
+from training.idx import (
     IDX_FILES,
     IMAGE_MAGIC,
     LABEL_MAGIC,
@@ -30,7 +30,7 @@ from search.training.idx import (
     read_idx,
     write_idx,
 )
-from search.training.mog import MOG_ENTROPY, mog_log_density, sample_mog
+from training.mog import MOG_ENTROPY, mog_log_density, sample_mog
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN, N_TEST = 20, 10

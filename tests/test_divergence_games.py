@@ -13,10 +13,10 @@ import pytest
 import torch
 from test_train import tiny
 
+from experiment.config import TrainConfig
 from objectives.config import ModelConfig
 from objectives.divergences import AdversarialDivergence, density_ratio_kl
-from search.config import TrainConfig
-from search.training.trainer import Trainer
+from training.trainer import Trainer
 
 MU = 1.0
 

@@ -8,7 +8,7 @@ from test_train import tiny
 
 from objectives.config import ConfigError
 from objectives.dual import constraint_form
-from search.training.trainer import Trainer
+from training.trainer import Trainer
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from search.training.data import load_dataset
-from search.training.metrics import (
+from training.data import load_dataset
+from training.metrics import (
     active_units,
     aggregate_log_density,
     decoder_table,
@@ -20,7 +20,7 @@ from search.training.metrics import (
     mutual_information,
     pairwise_table,
 )
-from search.training.mog import MOG_ENTROPY, mog_log_density
+from training.mog import MOG_ENTROPY, mog_log_density
 
 NOISE_STD = 0.5  # s in the linear-Gaussian model p(z) = N(0, I), p(x|z) = N(z, s² I)
 

@@ -12,10 +12,10 @@ from test_train import tiny
 
 from objectives.config import ConfigError, ModelConfig
 from objectives.networks import InfoAEModel
-from search.training.evaluation import floor_note, floor_report, units_at_floor
-from search.training.metrics import negative_log_likelihood, pairwise_table
-from search.training.run import train
-from search.training.trainer import Trainer
+from training.evaluation import floor_note, floor_report, units_at_floor
+from training.metrics import negative_log_likelihood, pairwise_table
+from training.run import train
+from training.trainer import Trainer
 
 
 def test_units_at_floor_counts_columns_whose_median_is_within_the_tolerance() -> None:

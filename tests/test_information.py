@@ -1,4 +1,4 @@
-"""The MI sandwich (search/training/information.py) against a closed-form I_q(x;z).
+"""The MI sandwich (training/information.py) against a closed-form I_q(x;z).
 
 Linear-Gaussian: x ~ N(0, I_2), q(z|x) = N(a x, s² I_2), so q(z) = N(0, (a² + s²) I_2) and
 I_q(x;z) = 2 · ½ log(1 + a²/s²) exactly.
@@ -11,8 +11,8 @@ import math
 import pytest
 import torch
 
-from search.config import MI_BOUNDS
-from search.training.information import (
+from experiment.config import MI_BOUNDS
+from training.information import (
     aggregate_log_density,
     barber_agakov,
     mutual_information,

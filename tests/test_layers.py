@@ -1,6 +1,6 @@
 """The architecture as a test: layers import only downwards, no cycles, Ray in one module.
 
-objectives (the family) <- search.config (the experiment file) <- search.training (data,
+objectives (the family) <- experiment (the experiment file) <- training (data,
 trainer, metrics; no Ray) <- search (spaces, plan, study, trials, tune) <- analysis <-
 run_search.py. Every import counts, function-level ones too; `if TYPE_CHECKING:` imports
 count as well (a type that points upwards is a design that does).
@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("objectives", "search", "analysis")
+PACKAGES = ("objectives", "experiment", "training", "search", "analysis")
 LAYERS = (  # bottom first; a module belongs to the longest prefix that names it
     ("objectives",),
-    ("search.typed_yaml", "search.config"),
-    ("search.training",),
+    ("experiment",),
+    ("training",),
     ("search",),
     ("analysis",),
     ("run_search",),
@@ -76,10 +76,10 @@ GRAPH = {
 
 
 def test_the_checker_sees_the_project() -> None:
-    assert {"objectives.compile", "search.tune", "search.training.trainer"} <= set(MODULES)
-    assert "search.config" in GRAPH["search.training.trainer"]
-    assert layer_of("search.training.trainer") == 2 and layer_of("search.plan") == 3
-    assert layer_of("search.config") == 1 and layer_of("run_search") == 5
+    assert {"objectives.compile", "search.tune", "training.trainer"} <= set(MODULES)
+    assert "experiment.config" in GRAPH["training.trainer"]
+    assert layer_of("training.trainer") == 2 and layer_of("search.plan") == 3
+    assert layer_of("experiment.config") == 1 and layer_of("run_search") == 5
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))

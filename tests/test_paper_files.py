@@ -29,7 +29,7 @@ from analysis.results import load, load_curves
 from analysis.suite import load_suite
 from analysis.suite import main as suite_main
 from analysis.tables import figure1_table, figure2_table, methods_summary, methods_table
-from search.config import load_experiment
+from experiment.config import load_experiment
 from search.plan import plan_search
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Population trials (search/training/population.py): K members trained as one batched model
+"""Population trials (training/population.py): K members trained as one batched model
 give the plain trainer's metrics, member by member.
 
 Tolerances: a population of one is bit-identical to the plain trainer on CPU (the batched
@@ -18,10 +18,10 @@ import pytest
 import torch
 from conftest import write_idx_dir
 
+from experiment.config import ConfigError, Experiment, experiment_from_dict
 from objectives.stacked import StackedLinear, draw_order
-from search.config import ConfigError, Experiment, experiment_from_dict
-from search.training.population import Population
-from search.training.trainer import Trainer
+from training.population import Population
+from training.trainer import Trainer
 
 STEPS = 50
 METRIC_TOLERANCE = 1e-5  # relative to max(1, |metric|): image NLLs are hundreds of nats

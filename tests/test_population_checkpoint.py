@@ -1,4 +1,4 @@
-"""Population checkpoints (search/training/population_state.py): a population saved after 50
+"""Population checkpoints (training/population_state.py): a population saved after 50
 steps and loaded into a fresh one goes on exactly as the uninterrupted run, bit for bit on CPU
 (metrics and parameters, discriminators and optimiser states included), a diverged member
 staying diverged."""
@@ -13,8 +13,8 @@ import pytest
 import torch
 from test_population import IGNORED, member
 
-from search.config import Experiment, experiment_from_dict
-from search.training.population import Population
+from experiment.config import Experiment, experiment_from_dict
+from training.population import Population
 
 STEPS = 100
 

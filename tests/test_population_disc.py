@@ -22,10 +22,10 @@ import torch
 from conftest import write_idx_dir
 from test_population import METRIC_TOLERANCE, differences, member, plain_run, population_runs
 
+from experiment.config import Experiment, experiment_from_dict
 from objectives.stacked import StackedRecord
-from search.config import Experiment, experiment_from_dict
-from search.training.population import Population
-from search.training.trainer import Trainer
+from training.population import Population
+from training.trainer import Trainer
 
 ALONE = {  # name: (data, objective): what each exercises
     "aae-non-saturating-2-disc-steps": ("mog", {"preset": "aae", "js_gradient": "non-saturating"}),

@@ -22,7 +22,7 @@ from objectives.config import ModelConfig
 from objectives.divergences import AdversarialDivergence, MaximumMeanDiscrepancy
 from objectives.networks import Bernoulli, InfoAEModel
 from objectives.record import ForwardRecord, ep_log_posterior
-from search.training.trainer import Trainer
+from training.trainer import Trainer
 
 Z = torch.tensor([[-1.0], [0.0], [0.5], [1.5]])  # the latent values, equally likely
 IMAGES = torch.tensor(list(itertools.product([0.0, 1.0], repeat=3)))  # (8, 3)

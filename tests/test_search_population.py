@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from optuna.trial import TrialState
 
+from experiment.config import ConfigError, Experiment, experiment_from_dict
 from search import study as study_module
-from search.config import ConfigError, Experiment, experiment_from_dict
 from search.plan import plan_search
 from search.populations import (
     CPU_MAX_MEMBERS,

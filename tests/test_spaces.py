@@ -12,10 +12,10 @@ import yaml
 from conftest import write_idx_dir
 
 import run_search
+from experiment.config import ConfigError, Experiment, experiment_from_dict, load_experiment
 from objectives.presets import get_preset
 from search import feasibility
 from search import tune as search_tune
-from search.config import ConfigError, Experiment, experiment_from_dict, load_experiment
 from search.feasibility import check_compiles, enqueue_presets, grid_points, refusal
 from search.plan import plan_search, resolve_metrics
 from search.space_config import parse_space

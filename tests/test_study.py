@@ -14,8 +14,8 @@ from typing import Any
 import optuna
 import pytest
 
+from experiment.config import Experiment, experiment_from_dict
 from search import study as study_module
-from search.config import Experiment, experiment_from_dict
 from search.plan import plan_search
 from search.space_config import parse_space
 from search.study import STUDY_NAME, FamilyStudy, make_sampler, open_storage

@@ -19,14 +19,14 @@ import torch
 import yaml
 from conftest import write_idx_dir
 
+from experiment.config import METRICS, ConfigError, Experiment, experiment_from_dict
 from objectives.estimators import ESTIMATORS, Estimator, expected_gradient_groups
 from objectives.presets import PRESETS
 from run_search import main_train
-from search.config import METRICS, ConfigError, Experiment, experiment_from_dict
-from search.training.data import BatchStream
-from search.training.run import train
-from search.training.runtime import machine_threads
-from search.training.trainer import Trainer, load_experiment_dataset
+from training.data import BatchStream
+from training.run import train
+from training.runtime import machine_threads
+from training.trainer import Trainer, load_experiment_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MNIST_DIR = Path(os.environ.get("INFOAE_MNIST_DIR", REPO_ROOT / "../shared/data/mnist-subset-10k"))

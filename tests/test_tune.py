@@ -1,7 +1,7 @@
 """Tests for search/tune.py: real small searches on one local Ray (2 CPUs) for this module.
 
 Each search trains tiny nets (16 units, 100 steps) on the embedded mog data with the real
-`search.training.Trainer`. Resume and multi-node placement live in their own modules, each with
+`training.Trainer`. Resume and multi-node placement live in their own modules, each with
 its own Ray; the Optuna side alone is tests/test_study.py.
 """
 
@@ -22,9 +22,9 @@ import yaml
 
 import run_search
 from analysis.summary import Summary, read_summary
+from experiment.config import experiment_from_dict, load_experiment
 from search import storage
 from search import tune as search_tune
-from search.config import experiment_from_dict, load_experiment
 from search.study import STUDY_NAME, open_storage
 
 pytestmark = pytest.mark.slow

@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
-from search.config import Experiment
-from search.training.evaluation import floor_note, sandwich_line
-from search.training.trainer import CHECKPOINT_FILE, Trainer
+from experiment.config import Experiment
+from training.evaluation import floor_note, sandwich_line
+from training.trainer import CHECKPOINT_FILE, Trainer
 
 
 def train(experiment: Experiment, out_dir: Path | None = None, resume: bool = False) -> dict:

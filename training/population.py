@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from experiment.config import Experiment
 from objectives.config import ConfigError
 from objectives.stacked import STACKED_TERMS, StackedModel, StackedRecord, draw_order
 from objectives.stacked_disc import (
@@ -36,9 +37,8 @@ from objectives.stacked_disc import (
     stacked_divergences,
     stacked_step,
 )
-from search.config import Experiment
-from search.training.population_state import load_population, save_population
-from search.training.trainer import Trainer
+from training.population_state import load_population, save_population
+from training.trainer import Trainer
 
 
 def population_refusal(experiment: Experiment, terms: Sequence[str]) -> str | None:

@@ -1,6 +1,6 @@
 """One evaluation of a model: every metric of DESIGN.md, the training-set NLL and the floors.
 
-`search.training.metrics` computes the metrics from plain callables; this module feeds it an
+`training.metrics` computes the metrics from plain callables; this module feeds it an
 `InfoAEModel` and adds what only the model knows:
 
 - ``nll_train``: the NLL on a fixed subset of the training set (`training_subset`, drawn once
@@ -25,8 +25,8 @@ from torch import Tensor
 
 from objectives.divergences import mmd_unbiased
 from objectives.networks import GaussianDecoder, InfoAEModel
-from search.training.information import barber_agakov
-from search.training.metrics import (
+from training.information import barber_agakov
+from training.metrics import (
     MMD_MAX_POINTS,
     decoder_table,
     evaluate,

@@ -16,11 +16,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
+from experiment.typed_yaml import apply_overrides, build, load_mapping, plain, set_dotted
 from objectives.compile import Compiled, compile_objective
 from objectives.config import ConfigError, ModelConfig, ObjectiveConfig
 from objectives.implicit import implicit_encoder_form
 from objectives.terms import FamilyError
-from search.typed_yaml import apply_overrides, build, load_mapping, plain, set_dotted
 
 __all__ = [
     "METRICS",
@@ -102,7 +102,7 @@ METRICS = (
     "train_samples_per_s",
 )
 # Which side of I_q(x;z) each information metric estimates: every plot axis and CSV column that
-# shows one says so (search.training.information explains each bound).
+# shows one says so (training.information explains each bound).
 MI_BOUNDS = {"mi": "lower", "mi_ba": "lower", "mi_upper": "upper", "rate": "upper"}
 
 

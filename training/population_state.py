@@ -17,7 +17,7 @@ CHECKPOINT_FILE = "population.pt"
 
 
 def save_population(population: Any, directory: Path) -> Path:
-    """Write `population` (a `search.training.population.Population`) into `directory`."""
+    """Write `population` (a `training.population.Population`) into `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     state = {
         "model": population.model.state_dict(),

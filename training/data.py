@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from search.training.idx import (
+from training.idx import (
     IDX_FILES,
     MNIST_BASE_URL,
     MNIST_SHA256,
@@ -26,7 +26,7 @@ from search.training.idx import (
     find_idx,
     read_images,
 )
-from search.training.mog import sample_mog
+from training.mog import sample_mog
 
 __all__ = ["BatchStream", "DataError", "Dataset", "load_dataset"]
 

@@ -8,7 +8,7 @@ then every optimiser steps. The loop never special-cases a model: the Lagrangian
 
 The objective comes compiled with the experiment (`Experiment.compiled`, computed once). Torch's
 process-wide settings (threads, TF32, the global seed) are set only while the trainer works and
-restored after (`search.training.runtime`): a process that runs several trainers, as Ray's
+restored after (`training.runtime`): a process that runs several trainers, as Ray's
 reused actors and the tests do, sees no trace of an earlier one.
 """
 
@@ -23,16 +23,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from experiment.config import METRICS, Experiment
 from objectives.config import ConfigError
 from objectives.dual import DualAscent
 from objectives.estimators import FamilyLoss
 from objectives.implicit import implicit_encoder_form
 from objectives.networks import InfoAEModel
-from search.config import METRICS, Experiment
-from search.training.data import BatchStream, DataError, Dataset, load_dataset
-from search.training.evaluation import evaluate_model, training_subset
-from search.training.mog import MOG_ENTROPY
-from search.training.runtime import machine_threads, resolve_device, seeded, torch_settings
+from training.data import BatchStream, DataError, Dataset, load_dataset
+from training.evaluation import evaluate_model, training_subset
+from training.mog import MOG_ENTROPY
+from training.runtime import machine_threads, resolve_device, seeded, torch_settings
 
 CHECKPOINT_FILE = "trainer.pt"
 _DATA_STREAM, _SAMPLING_STREAM, _EVAL_STREAM, _TRAIN_SUBSET_STREAM = 10, 11, 12, 13  # seed uses

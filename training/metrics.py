@@ -7,7 +7,7 @@
   (Appendix C.2): log p(x) ≈ logsumexp_k [log p(x, z_k) - log q(z_k|x)] - log K.
 - ``elbo`` = -(distortion + rate); ``rate`` = E_x KL(q(z|x)||p(z)) (closed form, an upper bound
   on I_q); ``distortion`` = -E_q log p(x|z).
-- the MI sandwich (``search.training.information``): ``mi`` (lower bound, the aggregate
+- the MI sandwich (``training.information``): ``mi`` (lower bound, the aggregate
   posterior over the N evaluation points; never above ``mi_cap`` = log N), ``mi_upper``
   (upper bound, leave-one-out), ``mi_ba`` (lower bound, H(x) - distortion, when H(x) is known).
 - ``kl_qz_pz`` = KL(q(z)||p(z)) with the same mixture density; ``mmd_qz_pz`` the unbiased MMD
@@ -31,7 +31,7 @@ from torch import Tensor
 from objectives.divergences import mmd_unbiased
 from objectives.networks import LOG_2PI, DiagonalGaussian, standard_normal_log_prob
 from objectives.record import gaussian_kl
-from search.training.information import (
+from training.information import (
     aggregate_log_density,
     barber_agakov,
     chunks,

@@ -1,0 +1,1 @@
+"""The experiment file: one validated `Experiment` per YAML file (docs/ARCHITECTURE.md)."""
