@@ -13,8 +13,8 @@
                                  searches as one experiment (analysis/suite.py: the paper's
                                  Figure 2, the search-methods comparison), with their tables
 
-Every sub-command reads the same experiment file shape (DESIGN.md, "Experiment file"). The
-layers below point one way: objectives <- experiment.config <- training <- search <-
+Every sub-command reads the same experiment file shape (experiment/config.py). The layers
+below point one way (docs/ARCHITECTURE.md): objectives <- experiment <- training <- search <-
 analysis <- this file, which wires them together (and is the only one that sees them all).
 """
 
@@ -22,11 +22,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import yaml
 
 if TYPE_CHECKING:
     from search.plan import SearchPlan
@@ -143,6 +140,7 @@ def main_search(args: argparse.Namespace) -> int:
     """`search`: 0 when trials finished ok, 1 when none did, 2 on a bad input."""
     from analysis.summary import read_summary
     from experiment.config import ConfigError, load_experiment
+    from experiment.status import OK
     from search.tune import run_search
 
     try:
@@ -153,7 +151,6 @@ def main_search(args: argparse.Namespace) -> int:
             resume=args.resume,
             address=args.address,
             num_cpus=args.num_cpus,
-            explicit_metrics=metrics_given(args.experiment, args.overrides),
             after_trial=write_dashboard,
         )
     except ConfigError as error:
@@ -168,7 +165,7 @@ def main_search(args: argparse.Namespace) -> int:
     summary = read_summary(plan, study.refused(), dashboard)
     for line in summary.lines():
         print(line)
-    return 0 if summary.counts["ok"] else 1
+    return 0 if summary.counts[OK] else 1
 
 
 def write_dashboard(plan: SearchPlan, png: bool = False) -> Path:
@@ -182,21 +179,10 @@ def write_dashboard(plan: SearchPlan, png: bool = False) -> Path:
     return out
 
 
-def metrics_given(path: Path, overrides: Iterable[str]) -> bool:
-    """Whether the experiment file (or an override) sets `search.metrics` itself."""
-    if any(o.partition("=")[0].strip().startswith("search.metrics") for o in overrides):
-        return True
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return False
-    search = data.get("search") if isinstance(data, dict) else None
-    return isinstance(search, dict) and "metrics" in search
-
-
 def main_train(args: argparse.Namespace) -> int:
     """`train`: exit 0 when trained, 1 when it diverged, 2 on a bad input."""
     from experiment.config import ConfigError, load_experiment
+    from experiment.status import DIVERGED
     from training.data import DataError
     from training.run import train
 
@@ -213,7 +199,7 @@ def main_train(args: argparse.Namespace) -> int:
     except (ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if final.get("status") == "diverged":
+    if final.get("status") == DIVERGED:
         print(
             f"error: training diverged at step {final['diverged_step']} "
             f"(non-finite {final['diverged_term']})",

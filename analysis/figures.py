@@ -13,7 +13,8 @@ import plotly.graph_objects as go
 
 from analysis.labels import COLORS, axis_label, hover_text, multiplier_columns, sandwich_columns
 from analysis.pareto import hypervolume_history, pareto_front, reference_point
-from analysis.results import LAMBDA_PREFIX, UNFINISHED, Results
+from analysis.results import LAMBDA_PREFIX, Results
+from experiment.status import UNFINISHED
 
 PARETO_DIV = "pareto"  # the Pareto plot's element id in the dashboard (tests count its points)
 

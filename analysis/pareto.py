@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from experiment.status import OK
+
 REFERENCE_MARGIN = 0.1  # the reference lies 10% of each metric's spread beyond its worst value
 
 
@@ -154,7 +156,7 @@ def usable_mask(frame: pd.DataFrame, metrics: Sequence[str]) -> np.ndarray:
     """Rows that count for a front: status `ok` (when there is a status) and finite metrics."""
     finite = np.isfinite(frame[list(metrics)].to_numpy(dtype=float)).all(axis=1)
     if "status" in frame:
-        finite &= frame["status"].astype(str).eq("ok").to_numpy()
+        finite &= frame["status"].astype(str).eq(OK).to_numpy()
     return finite
 
 
@@ -162,6 +164,6 @@ def excluded_counts(frame: pd.DataFrame, metrics: Sequence[str]) -> dict[str, in
     """Trials left out of every front, by reason: their status, or `no metrics` for an ok
     trial whose objectives are not finite."""
     usable = usable_mask(frame, metrics)
-    status = frame["status"].astype(str) if "status" in frame else pd.Series("ok", frame.index)
-    reasons = status.where(status.ne("ok"), "no metrics")[~usable]
+    status = frame["status"].astype(str) if "status" in frame else pd.Series(OK, frame.index)
+    reasons = status.where(status.ne(OK), "no metrics")[~usable]
     return {str(k): int(v) for k, v in reasons.value_counts().sort_index().items()}

@@ -3,7 +3,8 @@
 plotly.js is embedded once, so the file opens on a cluster without internet. `run_search.py
 search` rewrites `report.html` after each finished trial (reload it during a search);
 `run_search.py report` writes it on demand, and a PNG of each figure when a browser engine is
-present (`analysis.png`). Each figure comes with the question it answers.
+present (`analysis.png`). Each figure comes with the question it answers (`QUESTIONS`; a
+new figure is a function in `analysis.figures*` plus its entry there: docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations

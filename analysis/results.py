@@ -23,7 +23,8 @@ from analysis.pareto import usable_mask
 from analysis.sources import ResultsError, local_copy, read_results, result_files
 from experiment.config import METRICS, ConfigError, Experiment, load_experiment
 from experiment.config import MI_BOUNDS as SIDES
-from search.populations import MEMBERS, member_key, member_records
+from experiment.status import UNFINISHED
+from search.members import MEMBERS, Member, decode, member_key
 from search.spaces import FAMILY_ALIASES
 
 __all__ = ["MI_BOUNDS", "Results", "ResultsError", "load", "load_curves", "load_results"]
@@ -39,7 +40,6 @@ ESTIMATORS = {  # how each estimate of I_q(x;z) is made; its side is experiment.
 }
 MI_BOUNDS = {m: (SIDES[m], how) for m, how in ESTIMATORS.items()}  # metric -> (side, how)
 METRIC_COLUMNS = METRICS
-UNFINISHED = "unfinished"  # a trial with evaluations but no row in trials.csv yet
 
 
 @dataclass(frozen=True)
@@ -138,12 +138,13 @@ def load_curves(*locations: str | Path) -> pd.DataFrame:
     for results in load_many(locations):
         label = str(results.trials["experiment"].iloc[0])
         for trial_id, path in result_files(results.directory):
-            for member, record in _records(read_results(path)):
+            for member in _members(read_results(path)):
+                record = member.metrics
                 if "step" not in record:
                     continue
-                key = member_key(trial_id, member)
+                key = member_key(trial_id, member.index)
                 row = {"experiment": label, "trial_id": key, "step": record["step"]}
-                row["status"] = record.get("status", "")
+                row["status"] = member.status
                 row |= {m: record[m] for m in METRIC_COLUMNS if m in record}
                 rows.append(row)
     columns = ["experiment", "trial_id", "step", "status"]
@@ -161,11 +162,11 @@ def _unfinished_rows(directory: Path, recorded: set[str]) -> list[dict[str, Any]
     for trial_id, path in result_files(directory):
         records = read_results(path)[-1:]
         points = records[0].get("config", {}).get(MEMBERS) if records else None
-        for member, last in _records(records):
-            key = member_key(trial_id, member)
+        for member in _members(records):
+            key, last = member_key(trial_id, member.index), member.metrics
             if key in recorded:
                 continue
-            config = points[member] if member is not None else last.get("config", {})
+            config = points[member.index] if member.index is not None else last.get("config", {})
             row = {"trial_id": key, "status": UNFINISHED, **config}
             row |= {k: last.get(k) for k in (*METRIC_COLUMNS, "mi_cap", "step") if k in last}
             row["ended_at"] = last.get("timestamp")
@@ -173,9 +174,9 @@ def _unfinished_rows(directory: Path, recorded: set[str]) -> list[dict[str, Any]
     return rows
 
 
-def _records(records: Sequence[Mapping[str, Any]]) -> list[tuple[int | None, dict[str, Any]]]:
-    """Tune's results as (member, record): a population trial's result holds one per member."""
-    return [pair for record in records for pair in member_records(record)]
+def _members(records: Sequence[Mapping[str, Any]]) -> list[Member]:
+    """Tune's results as members: a population trial's result holds one per member."""
+    return [member for record in records for member in decode(record)]
 
 
 def family_of(experiment: Experiment) -> str:

@@ -54,7 +54,6 @@ TABLES = ("figure1", "figure2", "methods", "none")
 class SuiteRun:
     experiment: Experiment
     values: Mapping[str, Any]  # the varied dotted keys of this search
-    explicit_metrics: bool  # the file (or an override) chose search.metrics
 
 
 @dataclass(frozen=True)
@@ -103,10 +102,7 @@ def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
                 experiment = experiment_from_dict(mapping)
             except ConfigError as error:
                 raise ConfigError(f"{path.parent / file}: {error}") from None
-            explicit = "metrics" in (raw.get("search") or {}) or any(
-                s.startswith("search.metrics") for s in settings
-            )
-            runs.append(SuiteRun(experiment, values, explicit))
+            runs.append(SuiteRun(experiment, values))
     storage = runs[0].experiment.storage
     return Suite(name, tuple(runs), table, data.get("dual"), storage)
 
@@ -135,7 +131,6 @@ def run_suite(
             storage_root=storage,
             address=address,
             num_cpus=num_cpus,
-            explicit_metrics=run.explicit_metrics,
             after_trial=_dashboard,
         )
         if plan.trials_csv.is_file():

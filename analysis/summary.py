@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from analysis.pareto import pareto_mask
+from experiment.status import ERROR, OK, ROW_STATUSES
 from search.plan import SearchPlan
-from search.trials import STATUSES, format_number, read_rows
+from search.trials import format_number, read_rows
 
 
 def dashboard_command(study: str) -> str:
@@ -43,7 +44,7 @@ class Summary:
     dashboard: str = ""  # the HTML report (analysis.report), when one was written
 
     def lines(self) -> list[str]:
-        labels = {"error": "failed"}  # raised, after search.max_failures retries
+        labels = {ERROR: "failed"}  # raised, after search.max_failures retries
         counts = ", ".join(f"{n} {labels.get(s, s)}" for s, n in self.counts.items() if n)
         bound = self.mi_bound or "none"
         if self.mi_bound.startswith("mi") and math.isfinite(self.mi_cap):
@@ -68,7 +69,7 @@ def pareto_set(
     rows: Iterable[Mapping[str, Any]], metrics: Sequence[str], modes: Sequence[str]
 ) -> list[str]:
     """Trial ids of the ok rows that no other ok row dominates (min/max per metric)."""
-    ok = [row for row in rows if row.get("status") == "ok"]
+    ok = [row for row in rows if row.get("status") == OK]
     values = [[_float(row.get(m)) for m in metrics] for row in ok]
     if not ok:
         return []
@@ -80,13 +81,13 @@ def read_summary(plan: SearchPlan, refused: int, dashboard: str = "") -> Summary
     """The `Summary` of the plan's trials.csv; `refused` comes from the Optuna study (the
     refused points have no row)."""
     rows = list(read_rows(plan.trials_csv).values())
-    counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
+    counts = {s: sum(r["status"] == s for r in rows) for s in ROW_STATUSES}
     caps = [_float(r.get("mi_cap")) for r in rows]
     mi_cap = next((c for c in caps if math.isfinite(c)), math.nan)
     best, best_trial = math.inf, ""
     for row in rows:
         nll = _float(row.get("nll"))
-        if row["status"] == "ok" and nll < best:
+        if row["status"] == OK and nll < best:
             best, best_trial = nll, row["trial_id"]
     return Summary(
         plan.experiment_path,

@@ -1,6 +1,6 @@
 """Throughput of the importance-sampled test NLL (paper Appendix C.2) on an MNIST-sized model.
 
-Times `search.evaluate.log_marginal_importance` with K importance samples per test point on
+Times `training.metrics.log_marginal_importance` with K importance samples per test point on
 an untrained encoder/decoder of the given size (speed does not depend on the weights) and
 prints one JSON line: {"points_per_s": ..., "k": K, ...}.
 

@@ -1,4 +1,4 @@
-"""K sequential `Trainer` runs against one `Population` of the same K members, side by side.
+"""K sequential runs (K trainers of one member) against one trainer of the same K members.
 
 Members are the quick demo's experiment (configs/quick.yaml, the 1-D mixture) with K different
 multipliers and seeds, for each objective: `infovae` (the demo's: β-ELBO + λ MMD(q(z)||p(z)),
@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiment.config import Experiment, experiment_from_dict  # noqa: E402
 from experiment.typed_yaml import load_mapping  # noqa: E402
-from training.population import Population  # noqa: E402
 from training.trainer import Trainer  # noqa: E402
 
 QUICK = Path(__file__).resolve().parents[1] / "configs" / "quick.yaml"
@@ -48,13 +47,13 @@ def member_experiments(k: int, hidden: int, threads: int, preset: str) -> list[E
 
 
 def rates(experiments: list[Experiment], steps: int, rounds: int) -> tuple[float, float]:
-    """Samples/s of K plain trainers run one after the other, and of one population of the
+    """Samples/s of K trainers of one member run one after the other, and of one trainer of the
     same K members (training steps only), in CPU seconds of this process: on a shared machine
     the wall clock also counts the time others hold the core. The two sides alternate over
     `rounds` rounds (each a share of `steps`), so a slower or faster stretch of the machine
     falls on both."""
     trainers = [Trainer(e) for e in experiments]
-    population = Population(experiments)
+    population = Trainer(experiments)
     for trainer in trainers:
         trainer.train_steps(1)  # warm-up, untimed on both sides
     population.train_steps(1)

@@ -1,6 +1,6 @@
 """Memory of a population trial: what K members of a network need, on this device.
 
-For each width and K, a fresh subprocess builds a `Population` of K members of the quick demo
+For each width and K, a fresh subprocess builds a `Trainer` of K members of the quick demo
 (configs/quick.yaml, InfoVAE on the 1-D mixture) at that width and trains 20 steps. Printed
 per case (one JSON line): the members' parameters (MiB, fp32), and the peak memory of the
 training steps: on CUDA `torch.cuda.max_memory_allocated` (MiB), on a CPU the growth of the
@@ -31,13 +31,13 @@ def measure(width: int, k: int, device: str) -> dict[str, float]:
     sys.path.insert(0, str(ROOT / "bench"))
     from population import member_experiments
 
-    from training.population import Population
+    from training.trainer import Trainer
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB
     experiments = member_experiments(k, width, 1, "infovae")
     if device != "auto":
         experiments = [e.with_values({"train.device": device}) for e in experiments]
-    population = Population(experiments)
+    population = Trainer(experiments)
     cuda = population.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()

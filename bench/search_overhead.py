@@ -74,7 +74,7 @@ def plain_loop(base: Experiment) -> tuple[float, list[float]]:
     for _ in range(base.search.num_samples):
         trial = study.ask(space)
         trainer = Trainer(base.with_values(trial.params), threads=1)
-        metrics = list(trainer.run())[-1]
+        metrics = list(trainer.run())[-1][0]
         study.tell(trial, [metrics["nll"], metrics["mi"]])
         nll.append(metrics["nll"])
     return time.perf_counter() - start, nll

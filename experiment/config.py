@@ -1,7 +1,7 @@
 """Experiment files: the `Experiment` and its sections, loaded and validated once.
 
-One file shape serves `train` (one config) and `search` (a config plus a `space`); see
-DESIGN.md, "Experiment file". Every bad value fails at load time with a `ConfigError` whose
+One file shape serves `train` (one config) and `search` (a config plus a `space`); where a
+new key goes: docs/ARCHITECTURE.md. Every bad value fails at load time with a `ConfigError` whose
 message names the dotted key and what is allowed, before any training or Ray start-up. The
 objective is compiled when an `Experiment` is made (`Experiment.compiled`), once: the
 `Compiled` travels with the experiment to the trainer and to Ray's workers.
@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
+from experiment.samplers import SAMPLERS
 from experiment.typed_yaml import apply_overrides, build, load_mapping, plain, set_dotted
 from objectives.compile import Compiled, compile_objective
 from objectives.config import ConfigError, ModelConfig, ObjectiveConfig
@@ -26,7 +27,9 @@ __all__ = [
     "METRICS",
     "MI_BOUNDS",
     "ConfigError",
+    "IMAGE_DATASETS",
     "Experiment",
+    "default_metrics",
     "experiment_from_dict",
     "load_experiment",
 ]
@@ -41,11 +44,9 @@ class DatasetConfig:
     test_size: int | None = None  # truncate the evaluation set (None: all of it)
 
 
-# Discriminator updates per model step. Measured (tests/test_divergence_games.py): a density-
-# ratio discriminator with the defaults below (256 units, Adam 1e-3, batch 100) estimates
-# KL(N(1,1)||N(0,1)) = 0.5 within 5 % (-3.8, +2.0, +4.0 % over 3 seeds, averaged over the last
-# 200 of 1000 model steps) at 1 step; 2 and 4 steps were no closer (worst -9.3 %, +5.3 %): the
-# error is Adam's jitter at a constant rate, not lag, so extra steps only cost time.
+# Discriminator updates per model step: more steps were no closer to the true divergence (the
+# error is Adam's jitter at a constant rate, not lag), only slower; measured by
+# tests/test_divergence_games.py, the figures in the README ("train.disc_steps").
 DISC_STEPS = 1
 
 
@@ -69,8 +70,8 @@ class TrainConfig:
 class SearchConfig:
     num_samples: int = 12  # trials
     max_concurrent: int = 2
-    sampler: Literal["tpe", "nsga2", "random", "grid"] = "tpe"
-    metrics: tuple[str, ...] = ("nll", "mi")
+    sampler: str = "tpe"  # a name in experiment.samplers.SAMPLERS
+    metrics: tuple[str, ...] | None = None  # None: not given, resolved by `default_metrics`
     modes: tuple[Literal["min", "max"], ...] = ("min", "max")
     scheduler: Literal["fifo", "asha"] = "fifo"  # asha needs a single metric
     enqueue_presets: tuple[Mapping[str, float], ...] = ()  # points tried first
@@ -104,6 +105,13 @@ METRICS = (
 # Which side of I_q(x;z) each information metric estimates: every plot axis and CSV column that
 # shows one says so (training.information explains each bound).
 MI_BOUNDS = {"mi": "lower", "mi_ba": "lower", "mi_upper": "upper", "rate": "upper"}
+IMAGE_DATASETS = ("mnist", "fashion-mnist")
+
+
+def default_metrics(dataset: str) -> tuple[str, ...]:
+    """`search.metrics` when the file does not give them: NLL down and an MI estimate up. On
+    image data the aggregate-posterior `mi` saturates at log N, so the rate stands in."""
+    return ("nll", "rate") if dataset in IMAGE_DATASETS else ("nll", "mi")
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,9 @@ class Experiment:
     storage: str = "./results"
 
     def __post_init__(self) -> None:
+        if self.search.metrics is None:  # not given: resolved here, once, and kept
+            metrics = default_metrics(self.dataset.name)
+            object.__setattr__(self, "search", dataclasses.replace(self.search, metrics=metrics))
         _validate(self)
         _ = self.compiled  # out-of-family or intractable objectives fail here, by key
 
@@ -208,6 +219,10 @@ def _validate(experiment: Experiment) -> None:
         raise ConfigError("resources: cpu and gpu must be >= 0")
     if e.resources.cpu == 0 and e.resources.gpu == 0:
         raise ConfigError("resources: a trial needs cpu > 0 or gpu > 0")
+    if e.search.sampler not in SAMPLERS:
+        raise ConfigError(
+            f"search.sampler: {e.search.sampler!r} is not one of {', '.join(map(repr, SAMPLERS))}"
+        )
     if len(e.search.metrics) != len(e.search.modes):
         raise ConfigError(
             f"search.modes: one mode per metric; metrics={list(e.search.metrics)} "

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Literal
 from objectives.presets import resolve
 from objectives.terms import (
     TOOLBOXES,
-    Divergence,
     FamilyError,
     Lagrangian,
     Vector,
@@ -227,10 +226,6 @@ def term_form(term: str) -> tuple[dict[str, Fraction], Vector]:
     """Tractable form and residual of one divergence term with λ = 1 (for dual ascent:
     the tractable form is linear in λ, so a tractable term's λ can move freely)."""
     return reduce_to_tractable(term_vector(parse_divergence(term).name))
-
-
-def divergence(term: str) -> Divergence:
-    return parse_divergence(term)
 
 
 # --------------------------------------------------------------------------- Appendix B table

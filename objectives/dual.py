@@ -17,7 +17,7 @@ Such terms, I_p and I_q, and intractable terms are refused with the reason.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -61,42 +61,59 @@ def constraint_form(name: str) -> tuple[str, dict[str, float]]:
 
 
 class DualAscent:
-    """λ_t <- clip(λ_t + lr (D̂_t - ε_t), λ_min, λ_max) for each constraint D_t <= ε_t.
+    """λ_t <- clip(λ_t + lr (D̂_t - ε_t), λ_min, λ_max) for each constraint D_t <= ε_t, for K
+    members at once: λ is a (K, C) tensor, one row per member.
 
-    λ starts at the Lagrangian's own multiplier of the term (or at λ_min when the term is not
-    in it, as `distortion` and `rate` never are). D̂_t is the quantity's estimate on the step's
-    batch, read from the loss's breakdown.
+    λ starts at the member's own Lagrangian multiplier of the term (or at λ_min when the term
+    is not in it, as `distortion` and `rate` never are). D̂_t is the quantity's estimate on the
+    step's batch, from the loss's breakdown. The members share which quantities they constrain
+    (their loss terms follow from them); ε, the step size and the clip are each member's own.
     """
 
-    def __init__(self, lagrangian: Lagrangian, dual: DualConfig):
-        self.lr, self.low, self.high = dual.lr, dual.lambda_min, dual.lambda_max
-        self.slack: dict[str, float] = {}
-        self.forms: dict[str, dict[str, float]] = {}
-        self.initial: dict[str, float] = {}
-        for name, epsilon in dual.slack.items():
-            term, form = constraint_form(name)
-            self.slack[term] = float(epsilon)
-            self.forms[term] = form
-            self.initial[term] = float(lagrangian.lambdas.get(term, 0))
-        self.lambdas = {t: min(max(v, self.low), self.high) for t, v in self.initial.items()}
+    def __init__(
+        self, lagrangians: Sequence[Lagrangian], duals: Sequence[DualConfig], terms: Sequence[str]
+    ) -> None:
+        names = [tuple(constraint_form(name)[0] for name in d.slack) for d in duals]
+        assert len(set(names)) == 1, f"members must constrain the same quantities, got {names}"
+        self.names = list(names[0])
+        self.terms = list(terms)  # the loss's terms: the columns of its coefficients
+        forms = [constraint_form(name)[1] for name in duals[0].slack]
+        missing = sorted({s for f in forms for s in f} - set(self.terms))
+        assert not missing, f"the loss does not estimate {missing}"
+        self.forms = torch.tensor(  # (C, T): each constrained quantity's form over the terms
+            [[f.get(t, 0.0) for t in self.terms] for f in forms], dtype=torch.float64
+        )
+        self.slack = torch.tensor([list(d.slack.values()) for d in duals], dtype=torch.float64)
+        self.lr = torch.tensor([[d.lr] for d in duals], dtype=torch.float64)
+        self.low = torch.tensor([[d.lambda_min] for d in duals], dtype=torch.float64)
+        self.high = torch.tensor([[d.lambda_max] for d in duals], dtype=torch.float64)
+        self.initial = torch.tensor(
+            [[float(g.lambdas.get(t, 0)) for t in self.names] for g in lagrangians],
+            dtype=torch.float64,
+        )
+        self.lambdas = torch.minimum(torch.maximum(self.initial, self.low), self.high)
 
-    def terms(self) -> set[str]:
-        """Every tractable term a slack term's form uses (the loss must estimate them all)."""
-        return {s for form in self.forms.values() for s in form}
+    @staticmethod
+    def terms_of(dual: DualConfig) -> set[str]:
+        """Every tractable term a constrained quantity's form uses (the loss must estimate
+        them all)."""
+        return {s for name in dual.slack for s in constraint_form(name)[1]}
 
-    def form(self, base: Mapping[str, float]) -> dict[str, float]:
-        """The tractable form at the current λ: base + Σ_t (λ_t - λ0_t) form_t."""
-        out = dict(base)
-        for term, form in self.forms.items():
-            shift = self.lambdas[term] - self.initial[term]
-            for s, c in form.items():
-                out[s] = out.get(s, 0.0) + shift * c
-        return out
+    def coefficients(self, base: torch.Tensor) -> torch.Tensor:
+        """The (K, T) coefficients at the current λ: base + (λ - λ0) forms."""
+        shift = (self.lambdas - self.initial) @ self.forms  # (K, T)
+        return base + shift.to(base)
 
-    def estimate(self, term: str, breakdown: Mapping[str, torch.Tensor]) -> float:
-        return sum(c * float(breakdown[s]) for s, c in self.forms[term].items())
+    def estimates(self, breakdown: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """D̂ per member and constraint, (K, C), from the breakdown's (K,) term estimates."""
+        columns = torch.stack([breakdown[t].double().cpu() for t in self.terms], -1)  # (K, T)
+        return columns @ self.forms.T
 
-    def update(self, breakdown: Mapping[str, torch.Tensor]) -> None:
-        for term, epsilon in self.slack.items():
-            value = self.lambdas[term] + self.lr * (self.estimate(term, breakdown) - epsilon)
-            self.lambdas[term] = min(max(value, self.low), self.high)
+    def update(self, breakdown: Mapping[str, torch.Tensor], alive: torch.Tensor) -> None:
+        """One ascent step for the members marked `alive` (K,) (a diverged member's λ stays)."""
+        step = self.lambdas + self.lr * (self.estimates(breakdown) - self.slack)
+        step = torch.minimum(torch.maximum(step, self.low), self.high)
+        self.lambdas = torch.where(alive.cpu()[:, None], step, self.lambdas)
+
+    def member_lambdas(self, k: int) -> dict[str, float]:
+        return {t: float(v) for t, v in zip(self.names, self.lambdas[k], strict=True)}

@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from objectives.terms import FamilyError
 
 ADVERSARY_TERM = "KL(q(z|x)||p(z))"  # E_x KL(q(z|x)||p(z)) by an adversary T(x, z)
-ENCODER_DENSITY_TERMS = ("E_q[log q(z|x)]", "E_p[log q(z|x)]")  # need q(z|x)'s density
 
 
 def implicit_encoder_form(tractable_form: Mapping[str, float]) -> dict[str, float]:

@@ -1,10 +1,11 @@
 """Everything a search decides before Ray starts: the `SearchPlan`.
 
 `plan_search` validates the space, compiles a grid over it, checks that the data load on this
-(the driver's) machine, resolves which MI bound the search optimises, and picks the experiment
-directory `<storage>/<name>/`: `experiment.yaml` (the experiment as run, with its resolved
-metrics; `--resume` reads it), `trials.csv`, the Optuna study (`optuna.journal`, or the
-`search.study` URL) and Tune's own files. No Ray here.
+(the driver's) machine, resolves the trials a grid sampler runs and the members a population
+trial trains (`search.population: auto`), names the MI bound the search optimises, and picks
+the experiment directory `<storage>/<name>/`: `experiment.yaml` (the experiment as run, every
+choice resolved: written once by `write_experiment`, read by `--resume`), `trials.csv`, the
+Optuna study (`optuna.journal`, or the `search.study` URL) and Tune's own files. No Ray here.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from pathlib import Path
 
 import yaml
 
-from experiment.config import ConfigError, Experiment, load_experiment
+from experiment.config import IMAGE_DATASETS, ConfigError, Experiment, load_experiment
+from experiment.samplers import SAMPLERS
 from search import storage
 from search.feasibility import check_compiles, enqueue_presets
+from search.populations import population_size, with_population
 from search.space_config import parse_space
 from search.spaces import Space, describe
 from training.data import DataError, load_dataset
 
-DEFAULT_METRICS = ("nll", "mi")
-IMAGE_DATASETS = ("mnist", "fashion-mnist")
 JOURNAL_FILE = "optuna.journal"  # Optuna's journal storage: safe on shared filesystems (NFS)
 OWN_FILES = ("experiment.yaml", "trials.csv", JOURNAL_FILE)  # written by the driver
 ADDRESS_TIMEOUT_S = 5.0  # how long `--address` may stay silent before the search gives up
@@ -32,7 +33,8 @@ ADDRESS_TIMEOUT_S = 5.0  # how long `--address` may stay silent before the searc
 
 @dataclass(frozen=True)
 class SearchPlan:
-    """Everything decided before Ray starts; `experiment` carries the resolved metrics."""
+    """Everything decided before Ray starts; `experiment` is the experiment as run (its
+    metrics, population size and name resolved)."""
 
     experiment: Experiment
     space: Space
@@ -42,6 +44,7 @@ class SearchPlan:
     mi_bound: str  # what the MI objective is and which bound, for people ("" without one)
     num_samples: int
     points: tuple[Mapping[str, float], ...]  # enqueued starting points
+    population_note: str = ""  # how `search.population` was resolved, for people
 
     @property
     def experiment_path(self) -> str:
@@ -78,22 +81,17 @@ class SearchPlan:
             storage.upload(self.local_dir / filename, storage.join(self.experiment_path, filename))
 
 
-def resolve_metrics(experiment: Experiment, explicit: bool) -> tuple[Experiment, str]:
-    """Swap the default `mi` for `rate` on image data unless the file chose; say which bound."""
-    search = experiment.search
-    images = experiment.dataset.name in IMAGE_DATASETS
-    if not explicit and search.metrics == DEFAULT_METRICS and images:
-        experiment = replace(experiment, search=replace(search, metrics=("nll", "rate")))
-    metrics = experiment.search.metrics
+def mi_bound(experiment: Experiment) -> str:
+    """What the MI objective is and which bound, for people ("" when the search has none)."""
+    metrics = experiment.search.metrics or ()
     if "rate" in metrics:
         bound = "rate: E KL(q(z|x)||p(z)), an upper bound on I_q(x;z)"
-        if images:
+        if experiment.dataset.name in IMAGE_DATASETS:
             bound += " (on image data the aggregate-posterior mi saturates at log N)"
-    elif "mi" in metrics:
-        bound = "mi: I_q(x;z) with the aggregate posterior over the eval set, capped at log N"
-    else:
-        bound = ""
-    return experiment, bound
+        return bound
+    if "mi" in metrics:
+        return "mi: I_q(x;z) with the aggregate posterior over the eval set, capped at log N"
+    return ""
 
 
 def plan_search(
@@ -101,10 +99,11 @@ def plan_search(
     *,
     storage_root: str | None = None,
     resume: bool = False,
-    explicit_metrics: bool = False,
+    address: str | None = None,
 ) -> SearchPlan:
-    """Validate everything a search needs without Ray: space, compiler, data, storage."""
-    experiment, bound = resolve_metrics(experiment, explicit_metrics)
+    """Validate and resolve everything a search needs without Ray: space, compiler, data,
+    storage, trial count, population size. `address`: the Ray cluster the search will join
+    (None: a local Ray on this machine)."""
     space = parse_space(experiment)
     check_compiles(experiment, space)
     points = tuple(enqueue_presets(experiment, space))
@@ -117,10 +116,14 @@ def plan_search(
     if name != experiment.name:
         experiment = replace(experiment, name=name)
     num_samples = experiment.search.num_samples
-    if experiment.search.sampler == "grid":
+    if SAMPLERS[experiment.search.sampler].grid:
         num_samples = grid_size(space, num_samples)
+    gpu = _trials_get_a_gpu(experiment, address)
+    k, note = population_size(experiment, num_samples, gpu=gpu, keys=space.keys)
+    experiment = with_population(experiment, k)
     local = storage.local_dir(root, name)
-    return SearchPlan(experiment, space, root, name, local, bound, num_samples, points)
+    bound = mi_bound(experiment)
+    return SearchPlan(experiment, space, root, name, local, bound, num_samples, points, note)
 
 
 def stored_experiment(experiment: Experiment, storage_root: str | None) -> Experiment:
@@ -164,9 +167,11 @@ def announce(plan: SearchPlan, resume: bool) -> Iterable[str]:
     )
     if plan.mi_bound:
         yield f"MI objective: {plan.mi_bound}"
+    if plan.population_note:
+        yield f"note: {plan.population_note}"
     for line in describe(plan.space):
         yield f"  {line}"
-    if e.search.sampler == "grid" and plan.num_samples != e.search.num_samples:
+    if SAMPLERS[e.search.sampler].grid and plan.num_samples != e.search.num_samples:
         yield (
             f"note: the grid sampler runs a full grid of {plan.num_samples} trials, "
             f"not search.num_samples={e.search.num_samples}"
@@ -194,6 +199,19 @@ def grid_size(space: Space, num_samples: int) -> int:
 
 def grid_values_per_param(space: Space, num_samples: int) -> int:
     return max(2, round(num_samples ** (1 / len(space.params))))
+
+
+def _trials_get_a_gpu(experiment: Experiment, address: str | None) -> bool:
+    """Whether trials will train on a GPU: asked for (`resources.gpu`) and there. A local Ray
+    has this machine's; a cluster's GPUs cannot be seen before joining it, so they are taken
+    as asked (`search.tune` says so when the cluster has none, and trials run on CPU)."""
+    if experiment.resources.gpu <= 0:
+        return False
+    if address:
+        return True
+    import torch  # the trainer's import: what Ray will find on this machine
+
+    return torch.cuda.is_available()
 
 
 def _absolute_data_dir(experiment: Experiment) -> Experiment:

@@ -2,9 +2,10 @@
 
 Optuna proposes the multipliers; `search.tune` wraps a `FamilyStudy` as Ray Tune's searcher.
 A point the compiler refuses is told to Optuna as failed and another is asked for, so it is
-never trained; a trial whose last result is "diverged", "refused" or "error" is told as failed,
-never as NaN values. Each Optuna trial carries as user attributes the Tune trial id, the
-experiment directory and the status ("ok", "diverged", ..., "refused", "orphaned").
+never trained; a trial that ended other than `ok` or `stopped` with finite values is told as
+failed, never as NaN values. Each Optuna trial carries as user attributes the Tune trial id,
+its member index (population trials), the experiment directory and its status (the words of
+`experiment.status`: `refused` and `orphaned` for points that never ran).
 
 The study lives with the experiment: by default Optuna's journal file `optuna.journal` in the
 experiment directory (written as each trial is told; the journal's file lock works on shared
@@ -27,14 +28,14 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from experiment.config import Experiment
+from experiment.samplers import SAMPLERS, SamplerInputs
+from experiment.status import NOT_COUNTED, ORPHANED, REFUSED, TOLD_AS_COMPLETE
 from search.feasibility import refusal
+from search.members import member_key, parse_key
 from search.plan import SearchPlan, grid_values_per_param
-from search.populations import member_key
 from search.spaces import Space
 
 STUDY_NAME = "search"
-TOLD_AS_COMPLETE = ("ok", "stopped")  # with finite metric values; every other status fails
-NOT_COUNTED = ("refused", "orphaned")  # never ran, or never will: not part of the budget
 
 
 def open_storage(study: str) -> BaseStorage:
@@ -48,24 +49,18 @@ def open_storage(study: str) -> BaseStorage:
 
 
 def make_sampler(plan: SearchPlan) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler `search.sampler` names, seeded (`search.seed`, else the experiment's)."""
+    """The Optuna sampler `search.sampler` names (a row of `experiment.samplers.SAMPLERS`),
+    seeded (`search.seed`, else the experiment's)."""
     search = plan.experiment.search
+    sampler = SAMPLERS[search.sampler]
     seed = search.seed if search.seed is not None else plan.experiment.seed
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if search.sampler == "tpe":
-            startup = max(2, min(10, plan.num_samples // 3))
-            return optuna.samplers.TPESampler(
-                seed=seed, multivariate=True, constant_liar=True, n_startup_trials=startup
-            )
-        if search.sampler == "nsga2":
-            population = max(4, min(50, plan.num_samples // 3))
-            return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
-        if search.sampler == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
+    grid = {}
+    if sampler.grid:
         per_param = grid_values_per_param(plan.space, plan.num_samples)
         grid = {p.key: p.grid(per_param) for p in plan.space.params}
-        return optuna.samplers.GridSampler(grid, seed=seed)
+    with warnings.catch_warnings():  # TPE's multivariate and constant_liar: still flagged
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return sampler.build(optuna.samplers, SamplerInputs(seed, plan.num_samples, grid))
 
 
 def distributions(space: Space) -> dict[str, FloatDistribution]:
@@ -135,7 +130,7 @@ class FamilyStudy:
         known = set(self.numbers.values())
         for trial in ours:
             if trial.state == TrialState.RUNNING and trial.number not in known:
-                self._set_attr(trial.number, "status", "orphaned")
+                self._set_attr(trial.number, "status", ORPHANED)
                 self._tell(trial.number, None, TrialState.FAIL)
         self.numbers = {
             member_key(t.user_attrs["tune_trial_id"], t.user_attrs.get("member")): t.number
@@ -174,7 +169,7 @@ class FamilyStudy:
             if reason is None:
                 self.numbers[member_key(trial_id, member)] = trial.number
                 return dict(trial.params)
-            trial.set_user_attr("status", "refused")
+            trial.set_user_attr("status", REFUSED)
             trial.set_user_attr("reason", reason)
             self._tell(trial.number, None, TrialState.FAIL)
         raise RuntimeError(f"the compiler refused {self.max_refusals} points in a row: {reason}")
@@ -185,9 +180,10 @@ class FamilyStudy:
         return [self.ask(trial_id, member) for member in range(max(0, min(size, left)))]
 
     def members_of(self, trial_id: str) -> list[str]:
-        """The keys of a population trial's members (none for a point's trial)."""
-        prefix = member_key(trial_id, 0)[:-1]
-        return [key for key in self.numbers if key.startswith(prefix)]
+        """The keys of a population trial's members, in order (none for a point's trial)."""
+        indices = {parse_key(key): key for key in self.numbers}
+        mine = sorted(k for t, k in indices if t == trial_id and k is not None)
+        return [indices[(trial_id, k)] for k in mine]
 
     def tell(self, key: str, status: str, metrics: Mapping[str, Any], names: Sequence[str]):
         """Tell the result of `key` (a trial id, or `member_key` of a population's member);
@@ -207,14 +203,14 @@ class FamilyStudy:
         """Fail our trials still RUNNING after the search (asked, never run): how many."""
         orphans = self._ours(states=(TrialState.RUNNING,))
         for frozen in orphans:
-            self._set_attr(frozen.number, "status", "orphaned")
+            self._set_attr(frozen.number, "status", ORPHANED)
             self._tell(frozen.number, None, TrialState.FAIL)
         return len(orphans)
 
     def refused(self) -> int:
-        """Points the compiler refused (never run): failed trials with status "refused"."""
+        """Points the compiler refused (never run): failed trials with status `refused`."""
         failed = self._ours(states=(TrialState.FAIL,))
-        return sum(t.user_attrs.get("status") == "refused" for t in failed)
+        return sum(t.user_attrs.get("status") == REFUSED for t in failed)
 
     def _storage_trial(self, number: int) -> tuple[BaseStorage, int]:
         """The storage's own id of trial `number` (BaseStorage's public look-ups)."""

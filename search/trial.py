@@ -7,7 +7,7 @@ the trial's logic runs and is tested without Ray.
 A point's trial reports its metrics every evaluation with a checkpoint; the last checkpoint
 also holds `final.yaml`. A population trial (config `{"members": [point, ...]}`) reports
 `{"members": {"0": metrics of member 0, ...}, ...}` (read by
-`search.populations.member_records`). Its members train together as one `Population` per
+`search.populations.member_records`). Its members train together as one `Trainer` per
 group of members that share terms, data, network and training settings (almost always one
 group; groups run one after another). A point the compiler refuses never trains: it is reported
 `refused`. Either kind resumes from the newest readable checkpoint; one cut short is skipped.
@@ -29,7 +29,7 @@ from experiment.config import METRICS, ConfigError, Experiment
 from experiment.typed_yaml import plain
 from search import checkpoints
 from search.populations import MEMBERS
-from training.population import Population
+from training.members import group_key
 from training.trainer import Trainer
 
 RESUME_ERRORS = (OSError, RuntimeError, KeyError, EOFError, ValueError)
@@ -71,7 +71,7 @@ def _refused(reason: str) -> dict[str, Any]:
 
 
 def train_point(config: Mapping[str, Any], experiment: Experiment, io: TrialIO) -> None:
-    """One point: the plain `Trainer`, resumed from the newest readable checkpoint."""
+    """One point: a `Trainer` of one member, resumed from the newest readable checkpoint."""
     try:  # the objective is compiled here, once, and travels with the experiment
         point = experiment.with_values({k: float(v) for k, v in config.items()})
     except ConfigError as reason:  # never trained: told to Optuna as failed
@@ -89,8 +89,8 @@ def train_point(config: Mapping[str, Any], experiment: Experiment, io: TrialIO) 
             break
         except RESUME_ERRORS:
             trainer = Trainer(point, threads=io.threads)
-    restored = {"restored_from_step": trainer.step}
-    for metrics in trainer.run():
+    restored = {"restored_from_step": trainer.members[0].step}
+    for (metrics,) in trainer.run():  # a point is a population of one
         metrics = {**metrics, **restored, **io.extra}
         with tempfile.TemporaryDirectory() as directory:
             trainer.save_checkpoint(Path(directory))
@@ -144,11 +144,11 @@ def train_population(points: list[dict[str, Any]], experiment: Experiment, io: T
 
 
 def _groups(experiments: Mapping[int, Experiment]) -> list[list[int]]:
-    """Members in order, grouped as a `Population` needs: the same tractable terms, data,
+    """Members in order, grouped as one `Trainer` needs (`training.members.SHARED`): data,
     network and training settings (a space over `train.lr` makes groups of one)."""
     groups: dict[str, list[int]] = {}
     for k, e in experiments.items():
-        key = repr((sorted(e.compiled.coefficients()), e.dataset, e.model, e.train))
+        key = group_key(e)
         groups.setdefault(key, []).append(k)
     return list(groups.values())
 
@@ -164,16 +164,13 @@ def _place(
 
 
 def _population_result(members: list[dict[str, Any]], done: bool, io: TrialIO) -> dict[str, Any]:
-    """Tune's result of a population trial: the members, and NaN for the trial's own metrics
-    (Tune checks the searcher's metrics are present; each member has its own)."""
-    step = max((int(m.get("step", 0)) for m in members), default=0)
-    report = {str(k): dict(m) for k, m in enumerate(members)}  # see member_records
-    result = {**dict.fromkeys(METRICS, math.nan), MEMBERS: report}
-    result |= {"status": "population", "step": step, **io.extra}
-    return result | ({"done": True} if done else {})
+    """Tune's result of a population trial: encoded by `search.members`, which decodes it."""
+    from search.members import population_result
+
+    return population_result(members, done, io.extra)
 
 
-def _save(directory: Path, populations: Sequence[Population], finals: Mapping[int, Any]) -> None:
+def _save(directory: Path, populations: Sequence[Trainer], finals: Mapping[int, Any]) -> None:
     for g, population in enumerate(populations):
         folder = directory / f"group_{g}"
         population.save_checkpoint(folder)
@@ -183,11 +180,11 @@ def _save(directory: Path, populations: Sequence[Population], finals: Mapping[in
 
 def _restore(
     groups: list[list[int]], experiments: Mapping[int, Experiment], io: TrialIO
-) -> tuple[list[Population], dict[int, list[dict[str, Any]]]]:
-    """Each group's `Population`, from the newest readable checkpoint; finished groups' finals."""
+) -> tuple[list[Trainer], dict[int, list[dict[str, Any]]]]:
+    """Each group's `Trainer`, from the newest readable checkpoint; finished groups' finals."""
 
-    def fresh() -> list[Population]:
-        return [Population([experiments[k] for k in g], threads=io.threads) for g in groups]
+    def fresh() -> list[Trainer]:
+        return [Trainer([experiments[k] for k in g], threads=io.threads) for g in groups]
 
     populations = fresh()
     for path in io.paths:

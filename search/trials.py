@@ -1,11 +1,12 @@
 """`trials.csv` and the progress lines of a search; no Ray here (`search.tune` feeds it).
 
 `trials.csv` holds one row per finished trial (per member of a population trial, its
-`trial_id` `<tune trial id>#<member>`), rewritten atomically as trials finish:
-`trial_id`, `status` (one of `STATUSES`), one column per searched dotted key, every metric of
-DESIGN.md, then `FIELDS_AFTER_METRICS` (the MI cap and bound, steps, time, divergence,
-placement, reason). The points the compiler refused were never run and have no row: the
-Optuna study holds them. Each finished trial also prints one line (`format_line`).
+`trial_id` `search.members.member_key`), rewritten atomically as trials finish: `trial_id`,
+`status` (one of `experiment.status.ROW_STATUSES`), one column per searched dotted key, every
+metric of `experiment.config.METRICS`, then `FIELDS_AFTER_METRICS` (the MI cap and bound,
+steps, time, divergence, placement, reason). The points the compiler refused were never run
+and have no row: the Optuna study holds them. Each finished trial also prints one line
+(`format_line`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from experiment.config import METRICS
-from search.plan import IMAGE_DATASETS, JOURNAL_FILE, SearchPlan
-from search.populations import MEMBERS, member_key, member_records
+from experiment.config import IMAGE_DATASETS, METRICS
+from experiment.status import DIVERGED, ERROR, REFUSED
+from search.members import MEMBERS, Member, final, member_key
+from search.plan import JOURNAL_FILE, SearchPlan
 
-STATUSES = ("ok", "diverged", "refused", "stopped", "error")
 FIELDS_AFTER_METRICS = (
     "mi_cap",
     "mi_bound",
@@ -72,16 +73,13 @@ def result_row(
     plan: SearchPlan,
     trial_id: str,
     config: Mapping[str, Any],
-    result: Mapping[str, Any],
+    member: Member,
     error: str | None = None,
 ) -> dict[str, Any]:
-    """One row from a trial's config and last result; `error`: why a trial that raised did."""
-    status = result.get("status", "stopped")
-    if error is not None:
-        status = "error"
-    elif status == "running":
-        status = "stopped"  # stopped early by the scheduler
-    row: dict[str, Any] = {"trial_id": trial_id, "status": status}
+    """One row from a trial's (or member's) config and its part of the trial's last result,
+    its status final (`search.members.final`); `error`: why a trial that raised did."""
+    result = member.metrics
+    row: dict[str, Any] = {"trial_id": trial_id, "status": member.status}
     row |= {key: config.get(key) for key in plan.space.keys}
     row |= {metric: result.get(metric) for metric in METRICS}
     row |= {field: result.get(field) for field in FIELDS_AFTER_METRICS}
@@ -97,14 +95,13 @@ def trial_rows(plan: SearchPlan, trial: Any) -> list[tuple[str, dict[str, Any]]]
     """(key, row) of a Tune trial (`trial_id`, `config`, `last_result`, `status`,
     `get_error`): one row, or one per member of a population trial (key `trial_id#k`)."""
     error = _error_text(trial) if trial.status == "ERROR" else None
-    result = trial.last_result or {}
-    if MEMBERS not in trial.config:
-        return [(trial.trial_id, result_row(plan, trial.trial_id, trial.config, result, error))]
-    records = dict(member_records(result)) if MEMBERS in result else {}
+    points = trial.config.get(MEMBERS)
+    size = None if points is None else len(points)
     rows = []
-    for k, point in enumerate(trial.config[MEMBERS]):
-        key = member_key(trial.trial_id, k)
-        rows.append((key, result_row(plan, key, point, records.get(k, {}), error)))
+    for member in final(trial.last_result, size, error is not None):
+        key = member_key(trial.trial_id, member.index)
+        config = trial.config if member.index is None else points[member.index]
+        rows.append((key, result_row(plan, key, config, member, error)))
     return rows
 
 
@@ -190,9 +187,9 @@ def format_line(plan: SearchPlan, row: Mapping[str, Any], done: int) -> str:
     line += f"  {values}"
     if row.get("time_s") not in (None, ""):
         line += f"  {float(row['time_s']):.0f} s"
-    if row["status"] in ("error", "refused") and row.get("reason"):
+    if row["status"] in (ERROR, REFUSED) and row.get("reason"):
         line += f"  ({str(row['reason'])[:120]})"
-    elif row["status"] == "diverged":
+    elif row["status"] == DIVERGED:
         line += f"  (non-finite {row.get('diverged_term')} at step {row.get('diverged_step')})"
     return line
 

@@ -1,4 +1,4 @@
-"""The search on Ray Tune: the only module that imports ray (DESIGN.md).
+"""The search on Ray Tune: the only module that imports ray (docs/ARCHITECTURE.md).
 
 Tune runs `run_trial` (`search.trial`: a point, or a population of K); Optuna proposes (α1,
 α2, λ) through `FamilySearcher` (a Tune `Searcher` over `search.study.FamilyStudy`); `Progress`
@@ -14,7 +14,6 @@ import math
 import os
 import pickle
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from experiment.config import ConfigError, Experiment
 from search import checkpoints
 from search import trial as trial_body
+from search.members import MEMBERS, final, member_key
 from search.plan import (
     JOURNAL_FILE,
     SearchPlan,
@@ -35,13 +35,6 @@ from search.plan import (
     plan_search,
     stored_experiment,
     write_experiment,
-)
-from search.populations import (
-    MEMBER_SEPARATOR,
-    MEMBERS,
-    member_records,
-    population_size,
-    with_population,
 )
 from search.study import FamilyStudy, make_sampler
 from search.trials import Ledger
@@ -108,16 +101,11 @@ class FamilySearcher(Searcher):
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        records = dict(member_records(result or {}))
-        if None in records:  # a point's trial
-            self._tell(trial_id, records[None], error)
-        for key in self.study.members_of(trial_id):  # a population's: each member told
-            self._tell(key, records.get(int(key.rpartition(MEMBER_SEPARATOR)[2]), {}), error)
-
-    def _tell(self, key: str, result: dict[str, Any], error: bool) -> None:
-        status = "error" if error else result.get("status", "stopped")
-        status = "stopped" if status == "running" else status  # stopped by the scheduler
-        self.study.tell(key, status, result, self.metrics)
+        """Each member told (a point's trial: itself), with its final status."""
+        size = len(self.study.members_of(trial_id)) or None  # None: a point's trial
+        for member in final(result, size, error):
+            key = member_key(trial_id, member.index)
+            self.study.tell(key, member.status, member.metrics, self.metrics)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as handle:
@@ -163,17 +151,14 @@ def run_search(
     resume: bool = False,
     address: str | None = None,
     num_cpus: int | None = None,
-    explicit_metrics: bool = False,
     after_trial: Callable[[SearchPlan], Any] | None = None,
 ) -> tuple[SearchPlan, FamilyStudy]:
     """Plan (no Ray), start or join Ray, run or resume the Tuner; the plan and the study.
     `after_trial(plan)` runs in the driver after each finished trial's row is written."""
     if resume:
         experiment = stored_experiment(experiment, storage_root)
-        explicit_metrics = True
-    plan = plan_search(
-        experiment, storage_root=storage_root, resume=resume, explicit_metrics=explicit_metrics
-    )
+    address = address or os.environ.get("RAY_ADDRESS")
+    plan = plan_search(experiment, storage_root=storage_root, resume=resume, address=address)
     if plan.name != experiment.name:
         print(
             f"note: a search named {experiment.name} is already in {plan.storage}; this one is "
@@ -181,7 +166,6 @@ def run_search(
         )
     if resume and not tune.Tuner.can_restore(plan.experiment_path):
         raise ConfigError(f"--resume: no search to resume at {plan.experiment_path}")
-    address = address or os.environ.get("RAY_ADDRESS")
     if address and not ray.is_initialized():
         check_reachable(address)  # in seconds, before anything is written
     if not resume:
@@ -192,7 +176,6 @@ def run_search(
     pending = str(plan.experiment.search.max_concurrent)  # Tune < 2.57: 1 for our searcher
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", pending)
     started = _start_ray(address, num_cpus)
-    plan = _with_population(plan, resume)
     study = _study(plan)
     try:
         trainable = tune.with_resources(
@@ -218,21 +201,6 @@ def run_search(
     return plan, study
 
 
-def _with_population(plan: SearchPlan, resume: bool) -> SearchPlan:
-    """`search.population` resolved for this cluster (auto: by device and network width) and
-    written to experiment.yaml, so a resumed search keeps the same size."""
-    gpu = _resources(plan, quiet=True)["gpu"] > 0
-    k, note = population_size(plan.experiment, plan.num_samples, gpu=gpu, keys=plan.space.keys)
-    if note:
-        print(f"note: {note}")
-    if k == plan.experiment.search.population:
-        return plan
-    plan = replace(plan, experiment=with_population(plan.experiment, k))
-    if not resume:
-        write_experiment(plan)
-    return plan
-
-
 def _study(plan: SearchPlan) -> FamilyStudy:
     return FamilyStudy(
         plan.study,
@@ -250,7 +218,7 @@ def _new_tuner(
     plan: SearchPlan, trainable: Any, study: FamilyStudy, after_trial: Any
 ) -> tune.Tuner:
     search = plan.experiment.search
-    population = int(plan.experiment.search.population)  # resolved by _with_population
+    population = int(plan.experiment.search.population)  # resolved by the plan
     searcher = FamilySearcher(study, plan.metrics, plan.modes, population)
     scheduler: Any = FIFOScheduler()
     if search.scheduler == "asha":
@@ -301,7 +269,9 @@ def _start_ray(address: str | None, num_cpus: int | None) -> bool:
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
         return True
     root = Path(__file__).resolve().parents[1]  # ship our packages to the cluster's workers
-    modules = [str(root / p) for p in ("objectives", "search", "analysis")]
+    modules = [
+        str(root / p) for p in ("objectives", "experiment", "training", "search", "analysis")
+    ]
     try:
         ray.init(address=address, runtime_env={"py_modules": modules}, **quiet)
     except (ConnectionError, RuntimeError, TimeoutError) as error:
@@ -309,12 +279,11 @@ def _start_ray(address: str | None, num_cpus: int | None) -> bool:
     return True
 
 
-def _resources(plan: SearchPlan, quiet: bool = False) -> dict[str, float]:
+def _resources(plan: SearchPlan) -> dict[str, float]:
     """Per-trial resources; gpu asked of a cluster without GPUs falls back to CPU, said once."""
     cpu, gpu = plan.experiment.resources.cpu, plan.experiment.resources.gpu
     if gpu > 0 and ray.cluster_resources().get("GPU", 0) == 0:
-        if not quiet:
-            print(f"note: resources.gpu={gpu:g} but the Ray cluster has no GPU: trials run on CPU")
+        print(f"note: resources.gpu={gpu:g} but the Ray cluster has no GPU: trials run on CPU")
         gpu = 0.0
         cpu = cpu or 1.0
     return {"cpu": cpu, "gpu": gpu}

@@ -1,16 +1,48 @@
-"""Shared fixtures."""
+"""Shared fixtures, and `require_system`: what a test needs of the machine beyond Python."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import postgres_server
 import pytest
 import torch
-from postgres_server import postgres_url  # noqa: F401  (a throwaway PostgreSQL server)
 
+from analysis.png import find_browser
 from training.idx import write_idx
+
+
+def require_system(what: str, package: str, available: bool) -> None:
+    """Skip the calling test when `what` is not on this machine, naming the Debian `package`
+    that provides it; fail instead under `CI=true`, where .ci/run installs every such
+    package, so CI still proves the tests that need them."""
+    if available:
+        return
+    reason = f"needs {what}: not found here (Debian package `{package}`)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}, and CI=true requires it", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser() -> str:
+    """A headless Chromium: the dashboard's PNGs and the rendered page (`analysis.png`)."""
+    found = find_browser()
+    require_system("a Chromium browser", "chromium", found is not None)
+    assert found is not None
+    return found
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session (tests/postgres_server.py): its URL."""
+    bin_dir = postgres_server.server_bin()
+    require_system("a PostgreSQL server (initdb, pg_ctl)", postgres_server.PACKAGE, bool(bin_dir))
+    assert bin_dir is not None
+    yield from postgres_server.serve(bin_dir)
 
 
 @pytest.fixture(autouse=True)

@@ -1,22 +1,19 @@
 """A throwaway PostgreSQL server for tests that point Optuna at a `postgresql://` storage.
 
-The `postgres_url` fixture runs `initdb --auth=trust` in a fresh temporary directory, starts
-the server with `pg_ctl` on 127.0.0.1 and a free port (its unix socket inside that directory,
-fsync off: the data is thrown away), yields a SQLAlchemy URL for the `postgres` database, and
-at teardown stops it with `pg_ctl stop -m immediate` and removes the directory. It is
-session-scoped: tests share one server, so give each study its own name.
+`serve` runs `initdb --auth=trust` in a fresh temporary directory, starts the server with
+`pg_ctl` on 127.0.0.1 and a free port (its unix socket inside that directory, fsync off: the
+data is thrown away), yields a SQLAlchemy URL for the `postgres` database, and at the end stops
+it with `pg_ctl stop -m immediate` and removes the directory. tests/conftest.py wraps it in the
+session-scoped `postgres_url` fixture: tests share one server, so give each study its own name.
 
 The binaries come from Debian's `postgresql` package (/usr/lib/postgresql/VERSION/bin, the
-highest version wins); without them the fixture fails rather than skips, since CI installs
-them (.ci/run). PostgreSQL refuses to run as root, and CI runs as root: then the directory is
-handed to the `postgres` system user that the package creates, and every PostgreSQL command
-runs as that user through `runuser -u postgres --` (util-linux, always on Debian: `su` made
-for root, with no password prompt and no shell of the user's in between).
-
-Use: `from postgres_server import postgres_url  # noqa: F401` in tests/conftest.py, then
-`optuna.create_study(storage=postgres_url, ...)`. Imported into several test modules instead,
-pytest registers it once per module, so each starts a server of its own. The URL names the
-psycopg 3 driver, `postgresql+psycopg://`, which the `psycopg[binary]` wheel provides.
+highest version wins: `server_bin`); without them the fixture skips, or fails under `CI=true`
+(`conftest.require_system`: CI installs them, .ci/run). PostgreSQL refuses to run as root, and
+CI runs as root: then the directory is handed to the `postgres` system user that the package
+creates, and every PostgreSQL command runs as that user through `runuser -u postgres --`
+(util-linux, always on Debian: `su` made for root, with no password prompt and no shell of the
+user's in between). The URL names the psycopg 3 driver, `postgresql+psycopg://`, which the
+`psycopg[binary]` wheel provides.
 """
 
 from __future__ import annotations
@@ -34,19 +31,26 @@ from pathlib import Path
 import pytest
 
 PG_ROOT = Path("/usr/lib/postgresql")
-INSTALL_HINT = "apt-get install -y postgresql"
+PACKAGE = "postgresql"  # Debian's: the server binaries and, as root needs, the `postgres` user
 
 
-def postgres_bin() -> Path:
-    """The bin folder of the highest PostgreSQL version installed; fails the test without one."""
-    found = [p.parent for p in PG_ROOT.glob("*/bin/initdb") if (p.parent / "pg_ctl").exists()]
-    if not found:
-        pytest.fail(
-            f"PostgreSQL server binaries not found under {PG_ROOT}/*/bin "
-            f"(initdb, pg_ctl): install them with `{INSTALL_HINT}`",
-            pytrace=False,
-        )
+def server_bin(root: Path | None = None) -> Path | None:
+    """The bin folder of the highest PostgreSQL version installed under `root` (default
+    `PG_ROOT`) with initdb and pg_ctl; None without one, or as root without the `postgres`
+    user the package creates."""
+    root = PG_ROOT if root is None else root
+    found = [p.parent for p in root.glob("*/bin/initdb") if (p.parent / "pg_ctl").exists()]
+    if not found or (as_server_user() and not _has_user("postgres")):
+        return None
     return max(found, key=lambda b: [int(n) for n in re.findall(r"\d+", b.parent.name)])
+
+
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def free_port() -> int:
@@ -72,20 +76,14 @@ def run(cmd: list[str], cwd: Path, log: Path | None = None) -> None:
         )
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+def serve(bin_dir: Path) -> Iterator[str]:
     """A SQLAlchemy URL to the `postgres` database of a fresh server, stopped and removed after."""
-    bin_dir = postgres_bin()
     root = Path(tempfile.mkdtemp(prefix="pgtest-"))
     data, sock, log = root / "data", root / "sock", root / "server.log"
     sock.mkdir()
     prefix = as_server_user()
     if prefix:
-        try:
-            user = pwd.getpwnam("postgres")
-        except KeyError:
-            shutil.rmtree(root, ignore_errors=True)
-            pytest.fail(f"running as root but no `postgres` user: `{INSTALL_HINT}`", pytrace=False)
+        user = pwd.getpwnam("postgres")  # there: `server_bin` checked
         for path in (root, sock):
             os.chown(path, user.pw_uid, user.pw_gid)
     started = False

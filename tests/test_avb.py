@@ -35,7 +35,7 @@ def mog_run(preset: str, encoder: str, disc_steps: int) -> dict:
         train={"steps": 3000, "eval_every": 3000, "batch_size": 100, "threads": 1}
         | {"disc_steps": disc_steps},
     )
-    return list(Trainer(experiment).run())[-1]
+    return [metrics for (metrics,) in Trainer(experiment).run()][-1]
 
 
 def test_avb_with_an_implicit_encoder_reaches_the_vaes_nll_on_the_mixture() -> None:

@@ -103,7 +103,7 @@ def test_a_trial_compiles_its_objective_once(monkeypatch: pytest.MonkeyPatch) ->
     trial = base.with_values(point)  # the trial: its point, compiled once
     trainer = Trainer(trial, threads=1)
     trainer.train_steps(2)
-    assert len(calls) == 3 and trainer.compiled is trial.compiled
+    assert len(calls) == 3 and trainer.members[0].experiment.compiled is trial.compiled
 
 
 def test_suite_is_a_sub_command_of_the_one_cli(

@@ -13,6 +13,7 @@ from experiment.config import (
     experiment_from_dict,
     load_experiment,
 )
+from experiment.samplers import SAMPLERS
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -113,3 +114,17 @@ def test_overrides_parse_yaml_scalars_and_reject_malformed() -> None:
 
 def test_defaults_are_a_valid_experiment() -> None:
     assert Experiment().objective.preset == "elbo"
+    assert Experiment().search.metrics == ("nll", "mi")  # not given: resolved on load
+
+
+@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
+def test_every_sampler_of_the_table_is_a_valid_search_sampler(sampler: str) -> None:
+    assert experiment_from_dict({"search": {"sampler": sampler}}).search.sampler == sampler
+
+
+def test_an_unknown_sampler_is_one_error_naming_every_sampler_of_the_table() -> None:
+    with pytest.raises(ConfigError) as info:
+        experiment_from_dict({"search": {"sampler": "cmaes"}})
+    message = str(info.value)
+    assert message.startswith("search.sampler: 'cmaes' is not one of")
+    assert all(repr(name) in message for name in SAMPLERS)

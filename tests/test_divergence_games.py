@@ -16,6 +16,7 @@ from test_train import tiny
 from experiment.config import TrainConfig
 from objectives.config import ModelConfig
 from objectives.divergences import AdversarialDivergence, density_ratio_kl
+from objectives.networks import Discriminator
 from training.trainer import Trainer
 
 MU = 1.0
@@ -32,10 +33,11 @@ def js_by_quadrature(mu: float) -> float:
 
 
 def optimal_js(js_gradient: str, mu: float = MU) -> AdversarialDivergence:
-    divergence = AdversarialDivergence("JS", 1, ModelConfig(layers=0), js_gradient)
-    linear = divergence.discriminator.net[0]
+    discriminator = Discriminator(1, ModelConfig(layers=0))
+    divergence = AdversarialDivergence("JS", [discriminator], js_gradient)
+    linear = divergence.discriminator.net[0]  # one member's stacked linear layer
     with torch.no_grad():
-        linear.weight.fill_(mu)
+        linear.weight_t.fill_(mu)
         linear.bias.fill_(-(mu**2) / 2)
     return divergence
 
@@ -47,9 +49,9 @@ def surrogate_gradient(js_gradient: str, n: int = 400_000) -> tuple[float, float
     mu = torch.tensor(MU, dtype=torch.float64, requires_grad=True)
     grads = []
     for _ in range(8):  # 8 independent batches: the spread gives the standard error
-        q = mu + torch.randn(n // 8, 1, generator=g, dtype=torch.float64)
-        p = torch.randn(n // 8, 1, generator=g, dtype=torch.float64)
-        (grad,) = torch.autograd.grad(divergence.double()(q, p).surrogate, mu)
+        q = mu + torch.randn(1, n // 8, 1, generator=g, dtype=torch.float64)
+        p = torch.randn(1, n // 8, 1, generator=g, dtype=torch.float64)
+        (grad,) = torch.autograd.grad(divergence.double()(q, p).surrogate.sum(), mu)
         grads.append(float(grad))
     values = torch.tensor(grads)
     return float(values.mean()), float(values.std()) / math.sqrt(len(values))
@@ -57,8 +59,8 @@ def surrogate_gradient(js_gradient: str, n: int = 400_000) -> tuple[float, float
 
 def test_the_optimal_discriminator_estimates_js_exactly() -> None:
     g = torch.Generator().manual_seed(1)
-    q = MU + torch.randn(200_000, 1, generator=g, dtype=torch.float64)
-    p = torch.randn(200_000, 1, generator=g, dtype=torch.float64)
+    q = MU + torch.randn(1, 200_000, 1, generator=g, dtype=torch.float64)
+    p = torch.randn(1, 200_000, 1, generator=g, dtype=torch.float64)
     with torch.no_grad():
         estimate = float(optimal_js("minimax").double()(q, p).estimate)
     assert estimate == pytest.approx(js_by_quadrature(MU), abs=3e-3)
@@ -83,20 +85,20 @@ def test_the_default_disc_steps_estimates_a_density_ratio_kl_within_5_percent() 
     train, model = TrainConfig(), ModelConfig()
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
-    divergence = AdversarialDivergence("KL(q||p)", 1, model)
+    divergence = AdversarialDivergence("KL(q||p)", [Discriminator(1, model)])
     optimizer = torch.optim.Adam(divergence.parameters(), lr=train.discriminator_lr)
-    held_out = torch.randn(4000, 1, generator=g) + 1.0
+    held_out = torch.randn(1, 4000, 1, generator=g) + 1.0
     estimates = []
     for step in range(1000):
         for _ in range(train.disc_steps):
-            q = torch.randn(train.batch_size, 1, generator=g) + 1.0
-            p = torch.randn(train.batch_size, 1, generator=g)
+            q = torch.randn(1, train.batch_size, 1, generator=g) + 1.0
+            p = torch.randn(1, train.batch_size, 1, generator=g)
             optimizer.zero_grad()
-            divergence.discriminator_loss(q, p).backward()
+            divergence.discriminator_loss(q, p).sum().backward()
             optimizer.step()
         if step >= 800 and step % 10 == 0:
             with torch.no_grad():
-                estimates.append(float(density_ratio_kl(divergence.discriminator(held_out))))
+                estimates.append(float(density_ratio_kl(divergence.logits(held_out))))
     estimate = sum(estimates) / len(estimates)
     assert estimate == pytest.approx(0.5, rel=0.05)
 

@@ -64,7 +64,7 @@ def test_lagvae_style_run_meets_distortion_and_mmd_constraints_and_lambda_settle
         },
         train={"steps": 3000, "eval_every": 500, "batch_size": 100, "lr": 3e-3, "threads": 1},
     )
-    history = list(Trainer(experiment).run())
+    history = [metrics for (metrics,) in Trainer(experiment).run()]
     final = history[-1]
     assert final["status"] == "ok"
     assert final["distortion"] <= epsilon["distortion"] + 0.1, final["distortion"]

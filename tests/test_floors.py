@@ -74,32 +74,35 @@ def test_train_prints_the_mi_sandwich_and_the_floor_that_binds(
 def test_nll_train_is_the_exact_nll_of_a_fixed_training_subset() -> None:
     experiment = tiny(train={"nll_train_size": 40, "steps": 50, "eval_every": 50})
     trainer, again = Trainer(experiment), Trainer(experiment)
-    subset = trainer.train_eval_data
+    member = trainer.members[0]  # a plain run: a population of one
+    subset = member.train_eval_data
     assert subset.shape == (40, 1)
-    torch.testing.assert_close(subset, again.train_eval_data, rtol=0, atol=0)  # fixed by seed
-    rows = {tuple(row) for row in trainer.dataset.train.tolist()}
+    torch.testing.assert_close(
+        subset, again.members[0].train_eval_data, rtol=0, atol=0
+    )  # fixed by seed
+    rows = {tuple(row) for row in member.dataset.train.tolist()}
     assert all(tuple(row) in rows for row in subset.tolist())  # drawn from the training set
     trainer.train_steps(50)
     subset_before = subset.clone()
-    metrics = trainer.evaluate()
-    torch.testing.assert_close(trainer.train_eval_data, subset_before, rtol=0, atol=0)
+    (metrics,) = trainer.evaluate()  # evaluation reads the member's plain networks
+    torch.testing.assert_close(member.train_eval_data, subset_before, rtol=0, atol=0)
     with torch.no_grad():
         expected = negative_log_likelihood(
             subset,
-            trainer.model.encoder.encode,
-            trainer.model.decoder.log_prob,
-            pairwise_table(trainer.model.decoder.log_prob),  # row by row: an independent path
+            member.model.encoder.encode,
+            member.model.decoder.log_prob,
+            pairwise_table(member.model.decoder.log_prob),  # row by row: an independent path
             1,
             None,
         )
     assert metrics["nll_train"] == pytest.approx(expected, abs=1e-4)
     off = Trainer(tiny(train={"nll_train_size": 0}))
-    assert math.isnan(off.evaluate()["nll_train"])
+    assert math.isnan(off.evaluate()[0]["nll_train"])
 
 
 def test_nll_train_binarises_its_image_subset_once(tmp_path: Path) -> None:
     idx_dir = write_idx_dir(tmp_path, train=64, test=32)
     trainer = Trainer(tiny(data_dir=idx_dir, train={"nll_train_size": 16}))
-    subset = trainer.train_eval_data
+    subset = trainer.members[0].train_eval_data
     assert subset.shape[0] == 16 and set(subset.unique().tolist()) <= {0.0, 1.0}
-    assert math.isfinite(trainer.evaluate()["nll_train"])
+    assert math.isfinite(trainer.evaluate()[0]["nll_train"])

@@ -1,4 +1,4 @@
-"""Population checkpoints (training/population_state.py): a population saved after 50
+"""Trainer checkpoints (training/trainer.py): a population saved after 50
 steps and loaded into a fresh one goes on exactly as the uninterrupted run, bit for bit on CPU
 (metrics and parameters, discriminators and optimiser states included), a diverged member
 staying diverged."""
@@ -14,7 +14,7 @@ import torch
 from test_population import IGNORED, member
 
 from experiment.config import Experiment, experiment_from_dict
-from training.population import Population
+from training.trainer import Trainer
 
 STEPS = 100
 
@@ -27,9 +27,9 @@ def resumable(seed: int, **objective: Any) -> Experiment:
     return experiment_from_dict(data)
 
 
-def poisoned(experiments: list[Experiment]) -> Population:
+def poisoned(experiments: list[Experiment]) -> Trainer:
     """A population whose member 1 has a NaN weight: it diverges at its first step."""
-    population = Population(experiments)
+    population = Trainer(experiments)
     with torch.no_grad():
         population.model.encoder.net[0].weight_t[1].fill_(math.nan)
     return population
@@ -45,10 +45,10 @@ def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return True
 
 
-def states(population: Population) -> dict[str, torch.Tensor]:
+def states(population: Trainer) -> dict[str, torch.Tensor]:
     """Every tensor a step reads: parameters and the optimisers' moments."""
     out = {f"model.{k}": v for k, v in population.model.state_dict().items()}
-    out |= {f"disc.{k}": v for k, v in population.divergences.state_dict().items()}
+    out |= {f"disc.{k}": v for k, v in population.loss.state_dict().items()}
     for group, optimizer in population.optimizers.items():
         for i, state in optimizer.state_dict()["state"].items():
             out |= {f"{group}.{i}.{k}": v for k, v in state.items()}
@@ -66,10 +66,10 @@ def test_a_resumed_population_goes_on_exactly(tmp_path: Path) -> None:
     rounds = first.run()
     halfway = next(rounds)
     path = first.save_checkpoint(tmp_path)
-    assert path == tmp_path / "population.pt" and not list(tmp_path.glob("*.tmp"))
+    assert path == tmp_path / "trainer.pt" and not list(tmp_path.glob("*.tmp"))
     del first, rounds
 
-    resumed = Population(experiments)  # unpoisoned: the checkpoint brings member 1's NaN back
+    resumed = Trainer(experiments)  # unpoisoned: the checkpoint brings member 1's NaN back
     resumed.load_checkpoint(tmp_path)
     assert [m.step for m in resumed.members] == [50, 0, 50]
     rest = list(resumed.run())
@@ -87,10 +87,10 @@ def test_a_resumed_population_goes_on_exactly(tmp_path: Path) -> None:
 
 
 def test_a_checkpoint_fits_only_its_population(tmp_path: Path) -> None:
-    population = Population([member(1), member(2)])
+    population = Trainer([member(1), member(2)])
     population.train_steps(2)
     population.save_checkpoint(tmp_path)
     with pytest.raises(ValueError, match="holds 2 members"):
-        Population([member(1)]).load_checkpoint(tmp_path)
+        Trainer([member(1)]).load_checkpoint(tmp_path)
     with pytest.raises(FileNotFoundError):
         population.load_checkpoint(tmp_path / "elsewhere")

@@ -15,18 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from experiment.config import ConfigError, Experiment, experiment_from_dict
 from search import study as study_module
+from search.members import decode, member_key
 from search.plan import plan_search
-from search.populations import (
-    CPU_MAX_MEMBERS,
-    GPU_MAX_MEMBERS,
-    member_key,
-    member_records,
-    population_size,
-)
+from search.populations import CPU_MAX_MEMBERS, GPU_MAX_MEMBERS, population_size
 from search.study import FamilyStudy, make_sampler
 from search.trial import TrialIO, run
 
@@ -73,12 +69,31 @@ def test_auto_does_not_batch_a_space_over_training_settings() -> None:
 
 
 def test_an_explicit_size_the_population_cannot_train_is_one_clear_error() -> None:
-    capped = experiment(objective={"mi_upper_bound": 2.0}, search={"population": 4})
-    with pytest.raises(ConfigError, match=r"search.population: 4 members, but .*mi_upper_bound"):
-        population_size(capped, 6, gpu=False)
-    auto = experiment(objective={"mi_upper_bound": 2.0}, search={"population": "auto"})
-    k, note = population_size(auto, 6, gpu=False)
-    assert k == 1 and "mi_upper_bound" in note
+    four = experiment(search={"population": 4})
+    with pytest.raises(ConfigError, match=r"search.population: 4 members, but .*train.lr"):
+        population_size(four, 6, gpu=False, keys=["objective.params.beta", "train.lr"])
+
+
+def test_the_plan_settles_the_population_before_ray(tmp_path: Path) -> None:
+    """`auto` is resolved in the plan, where experiment.yaml is written from (once, by
+    `search.tune.run_search`); an explicit size the search cannot train fails there too."""
+    plan = plan_search(experiment(search={"population": "auto"}), storage_root=str(tmp_path))
+    assert plan.experiment.search.population == 3  # 6 trials over 2 slots, on a CPU
+    assert plan.population_note == "search.population auto -> 3 members per trial (CPU)"
+    searched_lr = {"family": "infovae", "params": {"train.lr": {"low": 1e-4, "high": 1e-2}}}
+    with pytest.raises(ConfigError, match="search.population: 4 members, but .*train.lr"):
+        plan_search(
+            experiment(space=searched_lr, search={"population": 4}), storage_root=str(tmp_path)
+        )
+
+
+def test_the_plan_sizes_populations_for_the_gpus_trials_will_get(tmp_path: Path) -> None:
+    """A local Ray has this machine's GPUs; a cluster's are taken as `resources.gpu` asks."""
+    e = experiment(search={"population": "auto", "num_samples": 200}, resources={"gpu": 0.5})
+    here = GPU_MAX_MEMBERS if torch.cuda.is_available() else CPU_MAX_MEMBERS
+    assert plan_search(e, storage_root=str(tmp_path)).experiment.search.population == here
+    joined = plan_search(e, storage_root=str(tmp_path), address="10.0.0.1:6379")
+    assert joined.experiment.search.population == GPU_MAX_MEMBERS
 
 
 def test_bad_population_values_fail_at_load_time_naming_the_key() -> None:
@@ -178,13 +193,14 @@ def test_a_population_trial_reports_each_member_as_its_plain_trial_would(tmp_pat
     run({"members": POINTS}, e, population.io)
     final = population.reports[-1]
     assert final["done"] and final["node_id"] == "here" and len(population.reports) == 2
-    members = dict(member_records(final))
-    assert members[2]["status"] == "refused" and "must be > 0" in members[2]["reason"]
+    statuses = {m.index: m.status for m in decode(final)}
+    members = {m.index: m.metrics for m in decode(final)}
+    assert statuses[2] == "refused" and "must be > 0" in members[2]["reason"]
     for k, point in enumerate(POINTS[:2]):
         plain = Recorder(tmp_path / f"plain{k}")
         run(point, e, plain.io)
         alone = plain.reports[-1]
-        assert members[k]["status"] == alone["status"] == "ok"
+        assert statuses[k] == alone["status"] == "ok"
         assert members[k]["step"] == alone["step"] == 40
         for metric in COMPARED:
             assert members[k][metric] == pytest.approx(alone[metric], rel=1e-4, abs=1e-6), metric
@@ -200,12 +216,10 @@ def test_a_population_trial_resumes_each_member_where_its_checkpoint_left_it(
     resumed = Recorder(tmp_path / "resumed", paths=[halfway])
     run({"members": POINTS[:2]}, e, resumed.io)
     assert len(resumed.reports) == 1  # one evaluation left
-    for before, after in zip(
-        member_records(whole.reports[-1]), member_records(resumed.reports[-1]), strict=True
-    ):
-        assert after[1]["restored_from_step"] == 20
+    for before, after in zip(decode(whole.reports[-1]), decode(resumed.reports[-1]), strict=True):
+        assert after.metrics["restored_from_step"] == 20
         for metric in COMPARED:
-            assert after[1][metric] == before[1][metric], metric
+            assert after.metrics[metric] == before.metrics[metric], metric
     again = Recorder(tmp_path / "again", paths=[whole.saved[-1]])  # finished: not retrained
     run({"members": POINTS[:2]}, e, again.io)
     assert len(again.reports) == 1 and again.reports[0].pop("reported_again")
@@ -221,20 +235,3 @@ def test_optuna_sees_a_member_trial_as_its_own(tmp_path: Path) -> None:
     one, three = family_study(tmp_path / "a", e), family_study(tmp_path / "b", e)
     singles = [one.ask(f"t{k}") for k in range(3)]
     assert three.ask_population("p", 3) == singles
-
-
-def test_member_records_read_tunes_flattened_results_as_the_nested_ones() -> None:
-    nested = {
-        "nll": math.nan,
-        "time_total_s": 3.0,
-        "members": {"1": {"nll": 2.0, "status": "diverged"}, "0": {"nll": 1.0, "status": "ok"}},
-    }
-    flat = {"nll": math.nan, "time_total_s": 3.0, "members/0/nll": 1.0}
-    flat |= {"members/0/status": "ok", "members/1/nll": 2.0, "members/1/status": "diverged"}
-    expected = [
-        (0, {"time_total_s": 3.0, "nll": 1.0, "status": "ok"}),
-        (1, {"time_total_s": 3.0, "nll": 2.0, "status": "diverged"}),
-    ]
-    assert list(member_records(nested)) == expected
-    assert list(member_records(flat)) == expected
-    assert list(member_records({"nll": 1.5})) == [(None, {"nll": 1.5})]

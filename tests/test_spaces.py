@@ -17,7 +17,7 @@ from objectives.presets import get_preset
 from search import feasibility
 from search import tune as search_tune
 from search.feasibility import check_compiles, enqueue_presets, grid_points, refusal
-from search.plan import plan_search, resolve_metrics
+from search.plan import mi_bound, plan_search
 from search.space_config import parse_space
 from search.spaces import FAMILIES, Param
 
@@ -316,22 +316,27 @@ def test_enqueue_presets_outside_the_box_is_refused() -> None:
 
 def test_image_data_defaults_to_rate_mog_to_mi() -> None:
     mog = experiment({"family": "kl-infovae"})
-    assert resolve_metrics(mog, explicit=False)[0].search.metrics == ("nll", "mi")
+    assert mog.search.metrics == ("nll", "mi") and mi_bound(mog).startswith("mi")
     mnist = experiment({"family": "kl-infovae"}, dataset={"name": "mnist"})
-    resolved, bound = resolve_metrics(mnist, explicit=False)
-    assert resolved.search.metrics == ("nll", "rate")
-    assert bound.startswith("rate") and "upper bound on I_q" in bound
-    kept, bound = resolve_metrics(mnist, explicit=True)
-    assert kept.search.metrics == ("nll", "mi") and bound.startswith("mi")
+    assert mnist.search.metrics == ("nll", "rate")
+    assert mi_bound(mnist).startswith("rate") and "upper bound on I_q" in mi_bound(mnist)
+    kept = experiment(
+        {"family": "kl-infovae"}, dataset={"name": "mnist"}, search={"metrics": ["nll", "mi"]}
+    )
+    assert kept.search.metrics == ("nll", "mi") and mi_bound(kept).startswith("mi")
 
 
-def test_metrics_given_reads_the_file_and_overrides(tmp_path: Path) -> None:
+def test_metrics_not_given_are_resolved_once_and_kept_by_the_file(tmp_path: Path) -> None:
+    """Whether a file gave `search.metrics` is decided when it is loaded: overrides count, and
+    the experiment as written (experiment.yaml, an export) holds the resolved metrics."""
     path = tmp_path / "e.yaml"
-    path.write_text(yaml.safe_dump({"search": {"num_samples": 3}}))
-    assert not run_search.metrics_given(path, [])
-    assert run_search.metrics_given(path, ["search.metrics=[nll,mi]"])
-    path.write_text(yaml.safe_dump({"search": {"metrics": ["nll", "mi"]}}))
-    assert run_search.metrics_given(path, [])
+    path.write_text(yaml.safe_dump({"dataset": {"name": "mnist"}, "search": {"num_samples": 3}}))
+    assert load_experiment(path).search.metrics == ("nll", "rate")
+    given = load_experiment(path, ["search.metrics=[nll,mi]"])
+    assert given.search.metrics == ("nll", "mi")
+    assert given.to_dict()["search"]["metrics"] == ["nll", "mi"]
+    again = experiment_from_dict(load_experiment(path).to_dict())
+    assert again.search.metrics == ("nll", "rate")
 
 
 # --------------------------------------------------------------------------- the command line
@@ -399,8 +404,7 @@ def test_shipped_search_configs_plan_without_ray(name: str, tmp_path: Path) -> N
         write_mnist_fixture(tmp_path / "mnist")
         overrides.append(f"dataset.data_dir={tmp_path / 'mnist'}")
     e = load_experiment(CONFIGS / name, overrides)
-    explicit = run_search.metrics_given(CONFIGS / name, overrides)
-    plan = plan_search(e, storage_root=str(tmp_path / "results"), explicit_metrics=explicit)
+    plan = plan_search(e, storage_root=str(tmp_path / "results"))
     paper_runs = name.startswith("paper-4.1")  # Figure 1: exactly its three runs
     assert plan.space.params and plan.num_samples >= (3 if paper_runs else 5)
     if e.dataset.name == "mnist":

@@ -15,6 +15,7 @@ import optuna
 import pytest
 
 from experiment.config import Experiment, experiment_from_dict
+from experiment.samplers import SAMPLERS
 from search import study as study_module
 from search.plan import plan_search
 from search.space_config import parse_space
@@ -55,10 +56,12 @@ def trials(path: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=STUDY_NAME, storage=open_storage(path)).get_trials()
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random", "grid"])
+@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
 def test_every_sampler_proposes_points_in_the_box(sampler: str, tmp_path: Path) -> None:
+    """Each row of the sampler table, built by `make_sampler` and driven as a search would."""
     e = experiment_from_dict(tiny("samplers", search={"sampler": sampler, "num_samples": 9}))
     plan = plan_search(e, storage_root=str(tmp_path))
+    assert isinstance(make_sampler(plan), optuna.samplers.BaseSampler)
     study = FamilyStudy(
         plan.study,
         plan.experiment,
@@ -75,7 +78,7 @@ def test_every_sampler_proposes_points_in_the_box(sampler: str, tmp_path: Path) 
         points.append(tuple(config[k] for k in plan.space.keys))
     for alpha, lam in points:
         assert -1 <= alpha <= 1 and 1 <= lam <= 5000
-    if sampler == "grid":
+    if SAMPLERS[sampler].grid:
         assert plan.num_samples == 9 and len(set(points)) == 9  # 3 x 3, each point once
         assert {a for a, _ in points} == {-1.0, 0.0, 1.0}
     elif sampler != "nsga2":  # NSGA-II's crossover may propose a point again

@@ -24,9 +24,10 @@ from objectives.estimators import ESTIMATORS, Estimator, expected_gradient_group
 from objectives.presets import PRESETS
 from run_search import main_train
 from training.data import BatchStream
+from training.members import Member, load_experiment_dataset
 from training.run import train
 from training.runtime import machine_threads
-from training.trainer import Trainer, load_experiment_dataset
+from training.trainer import Trainer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MNIST_DIR = Path(os.environ.get("INFOAE_MNIST_DIR", REPO_ROOT / "../shared/data/mnist-subset-10k"))
@@ -69,6 +70,21 @@ def all_metrics_finite(metrics: dict[str, Any]) -> bool:
     ) and (on_mog or math.isnan(metrics["mi_ba"]))
 
 
+def only(trainer: Trainer) -> Member:
+    """The one member of a plain run (a population of one)."""
+    (member,) = trainer.members
+    return member
+
+
+def coefficient(trainer: Trainer, term: str) -> float:
+    return float(trainer.loss.coefficients[0, trainer.loss.terms.index(term)])
+
+
+def final(trainer: Trainer) -> dict[str, Any]:
+    """The last metrics of a plain run."""
+    return [metrics for (metrics,) in trainer.run()][-1]
+
+
 def gradient_groups(trainer: Trainer, loss: torch.Tensor) -> set[str]:
     """The model groups ("p", "q") in which `loss` has a non-zero gradient."""
     groups = trainer.model.parameter_groups()
@@ -92,21 +108,23 @@ def test_every_preset_trains_through_the_same_loop(preset: str, data: str, idx_d
     experiment = tiny(data_dir=idx_dir if data == "idx" else None, objective={"preset": preset})
     trainer = Trainer(experiment, threads=1)
     trainer.train_steps(200)
-    assert (trainer.status, trainer.step) == ("running", 200), trainer.diverged
+    member = only(trainer)
+    assert (member.status, member.step) == ("running", 200), member.diverged
 
-    form = trainer.compiled.coefficients()
-    x = next(trainer.batches)
-    out = trainer.loss(x, torch.Generator().manual_seed(0))
-    assert all(bool(torch.isfinite(v)) for v in (*out.losses.values(), *out.breakdown.values()))
+    form = experiment.compiled.coefficients()
+    x = next(member.batches)[None]  # (1, B, D)
+    out = trainer.loss(x, [torch.Generator().manual_seed(0)])
+    values = (*out.losses.values(), *out.breakdown.values())
+    assert all(bool(torch.isfinite(v).all()) and v.shape == (1,) for v in values)
     assert set(out.breakdown) >= set(form)
-    assert gradient_groups(trainer, out.losses["model"]) == expected_gradient_groups(form)
+    assert gradient_groups(trainer, out.losses["model"].sum()) == expected_gradient_groups(form)
     for group, loss in out.losses.items():  # each discriminator learns from its own loss
         if group != "model":
-            params = trainer.params[group]
-            grads = torch.autograd.grad(loss, params, retain_graph=True)
+            params = trainer.loss.parameter_groups()[group]
+            grads = torch.autograd.grad(loss.sum(), params, retain_graph=True)
             assert any(bool(g.abs().sum() > 0) for g in grads), group
 
-    metrics = trainer.evaluate()
+    (metrics,) = trainer.evaluate()
     assert all_metrics_finite(metrics), metrics
     assert metrics["mi"] <= metrics["mi_cap"] == pytest.approx(math.log(32))
 
@@ -182,20 +200,20 @@ def test_bf16_autocast_trains_and_keeps_parameters_in_fp32(preset: str) -> None:
     bf16 = Trainer(tiny(objective={"preset": preset}, train={"precision": "bf16"}))
     for trainer in (fp32, bf16):
         trainer.train_steps(200)
-        assert trainer.status == "running"
+        assert only(trainer).status == "running"
     assert all(p.dtype == torch.float32 for p in bf16.model.parameters())
-    x = next(bf16.batches)
+    x = next(only(bf16).batches)[None]
     with bf16._autocast():
-        mu, _ = bf16.model.encoder.encode(x)
+        mu = bf16.model.posterior(x).mean
     with fp32._autocast():
-        mu32, _ = fp32.model.encoder.encode(x)
+        mu32 = fp32.model.posterior(x).mean
     assert (mu.dtype, mu32.dtype) == (torch.bfloat16, torch.float32)
-    nll32, nll16 = fp32.evaluate()["nll"], bf16.evaluate()["nll"]
+    nll32, nll16 = fp32.evaluate()[0]["nll"], bf16.evaluate()[0]["nll"]
     assert math.isfinite(nll16) and abs(nll16 - nll32) < 0.1, (nll32, nll16)
 
 
 def test_run_yields_each_evaluation_and_a_final_dict() -> None:
-    results = list(Trainer(tiny(train={"steps": 250})).run())
+    results = [metrics for (metrics,) in Trainer(tiny(train={"steps": 250})).run()]
     assert [r["step"] for r in results] == [100, 200, 250]
     assert [r.get("done", False) for r in results] == [False, False, True]
     assert [r["status"] for r in results] == ["running", "running", "ok"]
@@ -203,14 +221,14 @@ def test_run_yields_each_evaluation_and_a_final_dict() -> None:
 
 
 def compare_trainers(a: Trainer, b: Trainer) -> None:
-    assert a.step == b.step
+    assert only(a).step == only(b).step
     for (name, x), (_, y) in zip(
         [*a.model.state_dict().items(), *a.loss.state_dict().items()],
         [*b.model.state_dict().items(), *b.loss.state_dict().items()],
         strict=True,
     ):
         torch.testing.assert_close(x, y, rtol=0, atol=0, msg=name)
-    metrics_a, metrics_b = a.evaluate(), b.evaluate()
+    (metrics_a,), (metrics_b,) = a.evaluate(), b.evaluate()
     for key in metrics_a:
         if key != "train_samples_per_s":  # NaN-aware: mi_ba is NaN on images
             assert metrics_a[key] == metrics_b[key] or (
@@ -250,7 +268,7 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(
     resumed.train_steps(30)
     compare_trainers(straight, resumed)
     if resumed.dual is not None:
-        assert resumed.dual.lambdas == straight.dual.lambdas
+        assert torch.equal(resumed.dual.lambdas, straight.dual.lambdas)
 
 
 # --------------------------------------------------------------------------- divergence
@@ -260,17 +278,18 @@ def test_a_non_finite_term_stops_training_without_raising(monkeypatch: pytest.Mo
     trainer = Trainer(tiny(train={"steps": 100}))
     trainer.train_steps(5)
     name = "E_q[log p(z)]"
-    broken = Estimator(ESTIMATORS[name].groups, lambda record: record.x.new_tensor(math.nan))
+    broken = Estimator(ESTIMATORS[name].groups, lambda r: r.x.new_full((len(r.x),), math.nan))
     monkeypatch.setitem(ESTIMATORS, name, broken)
     before = [p.detach().clone() for p in trainer.model.parameters()]
     trainer.train_steps(10)
-    assert trainer.status == "diverged"
-    assert trainer.diverged == {"step": 6, "term": name}
-    assert trainer.step == 5  # the non-finite step is not applied
+    member = only(trainer)
+    assert member.status == "diverged"
+    assert member.diverged == {"step": 6, "term": name}
+    assert member.step == 5  # the non-finite step is not applied
     for p, q in zip(trainer.model.parameters(), before, strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
 
-    results = list(trainer.run())
+    results = [metrics for (metrics,) in trainer.run()]
     assert len(results) == 1
     final = results[0]
     assert final["done"] and final["status"] == "diverged"
@@ -280,10 +299,10 @@ def test_a_non_finite_term_stops_training_without_raising(monkeypatch: pytest.Mo
 
 def test_a_huge_learning_rate_diverges_and_is_reported() -> None:
     trainer = Trainer(tiny(train={"lr": 1e30, "steps": 300}))
-    final = list(trainer.run())[-1]
-    assert final["status"] == "diverged"
-    assert 1 <= final["diverged_step"] <= 300
-    assert isinstance(final["diverged_term"], str)
+    last = final(trainer)
+    assert last["status"] == "diverged"
+    assert 1 <= last["diverged_step"] <= 300
+    assert isinstance(last["diverged_term"], str)
 
 
 # --------------------------------------------------------------------------- dual ascent
@@ -303,21 +322,19 @@ def dual_experiment(epsilon: float, **dual: Any) -> Experiment:
 def test_dual_ascent_raises_a_violated_constraints_multiplier_within_its_clip() -> None:
     trainer = Trainer(dual_experiment(-10.0, lambda_max=1.5))  # D >= 0 > ε: always violated
     term = "KL(q(z)||p(z))"
-    assert trainer.dual.lambdas == {term: 1.0}  # the ELBO's own multiplier of the term
+    assert trainer.dual.member_lambdas(0) == {term: 1.0}  # the ELBO's own multiplier
     trainer.train_steps(3)
-    assert 1.0 < trainer.dual.lambdas[term] <= 1.5
-    final = list(trainer.run())[-1]
-    assert final[f"lambda/{term}"] == 1.5  # clipped at lambda_max
+    assert 1.0 < trainer.dual.member_lambdas(0)[term] <= 1.5
+    assert final(trainer)[f"lambda/{term}"] == 1.5  # clipped at lambda_max
     # the loss moved with λ: the ELBO plus (λ - 1) KL(q(z)||p(z))
-    assert trainer.loss.coefficients[term] == pytest.approx(0.5)
-    assert trainer.loss.coefficients["E_q[log p(x|z)]"] == -1.0
+    assert coefficient(trainer, term) == pytest.approx(0.5)
+    assert coefficient(trainer, "E_q[log p(x|z)]") == -1.0
 
 
 def test_dual_ascent_lowers_a_satisfied_constraints_multiplier_to_its_floor() -> None:
-    trainer = Trainer(dual_experiment(100.0, lambda_min=0.25))
-    final = list(trainer.run())[-1]
-    assert final["lambda/KL(q(z)||p(z))"] == 0.25
-    assert all_metrics_finite(final)
+    last = final(Trainer(dual_experiment(100.0, lambda_min=0.25)))
+    assert last["lambda/KL(q(z)||p(z))"] == 0.25
+    assert all_metrics_finite(last)
 
 
 def test_dual_ascent_on_a_lagrangian_form_objective_starts_from_lambda_min() -> None:
@@ -327,10 +344,11 @@ def test_dual_ascent_on_a_lagrangian_form_objective_starts_from_lambda_min() -> 
         "dual": {"slack": {"MMD(p(z)||q(z))": 0.0}, "lr": 1.0, "lambda_min": 0.5},
     }
     trainer = Trainer(tiny(objective=objective))
-    assert trainer.dual.lambdas == {"MMD(q(z)||p(z))": 0.5}  # not in the Lagrangian: λ_min
-    assert trainer.loss.coefficients["MMD(q(z)||p(z))"] == 0.5
+    term = "MMD(q(z)||p(z))"
+    assert trainer.dual.member_lambdas(0) == {term: 0.5}  # not in the Lagrangian: λ_min
+    assert coefficient(trainer, term) == 0.5
     trainer.train_steps(5)
-    assert trainer.dual.lambdas["MMD(q(z)||p(z))"] > 0.5 - 1e-6
+    assert trainer.dual.member_lambdas(0)[term] > 0.5 - 1e-6
 
 
 def test_dual_ascent_refuses_a_term_without_a_tractable_form() -> None:
@@ -426,7 +444,7 @@ def test_elbo_on_real_digits_reports_every_metric() -> None:
         model={"z_dim": 8, "hidden": 64, "activation": "tanh"},
         train={"steps": 100, "eval_every": 100, "batch_size": 50, "iw_samples": 50},
     )
-    final = list(Trainer(experiment).run())[-1]
-    assert final["status"] == "ok" and all_metrics_finite(final), final
-    assert final["nll"] <= -final["elbo"] + 1.0  # the IS bound is no worse than the ELBO
-    assert 0 < final["distortion"] < 784 * math.log(2)
+    last = final(Trainer(experiment))
+    assert last["status"] == "ok" and all_metrics_finite(last), last
+    assert last["nll"] <= -last["elbo"] + 1.0  # the IS bound is no worse than the ELBO
+    assert 0 < last["distortion"] < 784 * math.log(2)

@@ -28,7 +28,7 @@ def train(experiment: Experiment, out_dir: Path | None = None, resume: bool = Fa
     With ``out_dir``: ``config.yaml`` (the experiment), ``metrics.jsonl`` (one line per
     evaluation) and ``checkpoint/`` (after each evaluation); ``resume`` continues from it.
     """
-    trainer = Trainer(experiment)
+    trainer = Trainer(experiment)  # a population of one
     checkpoint = None
     if out_dir is not None:
         out_dir = Path(out_dir)
@@ -42,7 +42,7 @@ def train(experiment: Experiment, out_dir: Path | None = None, resume: bool = Fa
     log = open(out_dir / "metrics.jsonl", "a" if resume else "w") if out_dir else None  # noqa: SIM115
     metrics: dict[str, Any] = {}
     try:
-        for metrics in trainer.run():
+        for (metrics,) in trainer.run():
             line = json.dumps(_jsonable(metrics))
             print(line, flush=True)
             if log is not None:

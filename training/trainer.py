@@ -1,14 +1,20 @@
-"""Framework-free training of one member of the family; no Ray here (DESIGN.md).
+"""The one trainer: K members of one experiment trained as one batched model; no Ray here.
 
-A `Trainer` owns everything one run needs: the data stream, the model (encoder q(z|x), decoder
-p(x|z)), the compiled objective as a `FamilyLoss` (one loss per parameter group: "model" for
-p and q, "disc:<term>" per discriminator), one Adam per group, and the random generators.
-A step is one shared forward pass, one backward per group onto that group's own parameters,
-then every optimiser steps. The loop never special-cases a model: the Lagrangian is data.
+A `Trainer` trains a population (docs/ARCHITECTURE.md); a plain run is a population of one.
+Members share the data set, the network shape and the loss terms (`training.members.SHARED`)
+and differ in their multipliers, seeds, dual-ascent slack and MI cap. Each member is built as a
+run of its own would be (`training.members.build_member`); training runs on the stacked model
+(`objectives.stacked`): one forward record, one backward, one fused Adam for the model and one
+for the discriminators, per element, so each member follows its own trajectory.
 
-The objective comes compiled with the experiment (`Experiment.compiled`, computed once). Torch's
-process-wide settings (threads, TF32, the global seed) are set only while the trainer works and
-restored after (`training.runtime`): a process that runs several trainers, as Ray's
+Per member: multipliers (a row of the loss's (K, T) coefficients, moved by dual ascent),
+random streams, optimiser state, discriminators, divergence (a member whose loss turns
+non-finite is frozen and reported `diverged` at that step; the others go on), and metrics.
+Discriminators take `train.disc_steps - 1` updates alone, each on a fresh batch, before each
+joint step (which updates them once more).
+
+Torch's process-wide settings (threads, TF32, the global seed) are set only while the trainer
+works and restored after (`training.runtime`): a process that runs several trainers, as Ray's
 reused actors and the tests do, sees no trace of an earlier one.
 """
 
@@ -16,289 +22,271 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from torch import Tensor
 
-from experiment.config import METRICS, Experiment
-from objectives.config import ConfigError
+from experiment.config import METRICS, ConfigError, Experiment
+from experiment.status import DIVERGED, OK, RUNNING
 from objectives.dual import DualAscent
-from objectives.estimators import FamilyLoss
-from objectives.implicit import implicit_encoder_form
-from objectives.networks import InfoAEModel
-from training.data import BatchStream, DataError, Dataset, load_dataset
-from training.evaluation import evaluate_model, training_subset
+from objectives.loss import FamilyLoss, StepLosses
+from objectives.stacked import StackedModel
+from training.evaluation import evaluate_model
+from training.members import Member, apart, build_member, eval_generator, loss_form
 from training.mog import MOG_ENTROPY
-from training.runtime import machine_threads, resolve_device, seeded, torch_settings
+from training.runtime import machine_threads, resolve_device, torch_settings
 
 CHECKPOINT_FILE = "trainer.pt"
-_DATA_STREAM, _SAMPLING_STREAM, _EVAL_STREAM, _TRAIN_SUBSET_STREAM = 10, 11, 12, 13  # seed uses
-
-
-def seed_for(seed: int, stream: int, *extra: int) -> int:
-    """An independent 63-bit seed for one use of the experiment seed (numpy SeedSequence)."""
-    state = np.random.SeedSequence([seed, stream, *extra]).generate_state(1, dtype=np.uint64)[0]
-    return int(state) & (2**63 - 1)
-
-
-def load_experiment_dataset(experiment: Experiment) -> Dataset:
-    """The experiment's data set; a relative `data_dir` is read from the working directory."""
-    d = experiment.dataset
-    data_dir = str(Path(d.data_dir).expanduser()) if d.data_dir else None
-    try:
-        return load_dataset(
-            d.name,
-            data_dir,
-            seed=experiment.seed,
-            train_size=d.train_size,
-            test_size=d.test_size,
-            download=d.download,
-        )
-    except DataError:
-        raise
-    except ValueError as error:  # sizes out of range
-        raise ConfigError(f"dataset: {error}") from None
+CHECKPOINT_FORMAT = 2  # 1: the plain and population trainers' separate files (not read)
 
 
 class Trainer:
-    """One run of one objective: `train_steps`, `evaluate`, checkpoints, and `run()`."""
+    """K members: `train_steps`, `evaluate` (one metrics dict per member), `run()`, and
+    `save_checkpoint` / `load_checkpoint`."""
 
-    def __init__(self, experiment: Experiment, *, threads: int | None = None):
-        self.experiment = experiment
+    def __init__(self, experiments: Experiment | Sequence[Experiment], *, threads: int = 0):
+        experiments = [experiments] if isinstance(experiments, Experiment) else list(experiments)
+        if not experiments:
+            raise ConfigError("a trainer needs at least one member")
+        for e in experiments[1:]:
+            reason = apart(experiments[0], e)
+            if reason is not None:
+                raise ConfigError(f"{reason}: {e.name} cannot train beside {experiments[0].name}")
+        first = experiments[0]
         # the CPUs granted (a Ray trial passes its share), else the file's, else the machine's
-        self.threads = threads or experiment.train.threads or machine_threads()
+        self.threads = threads or first.train.threads or machine_threads()
         try:
-            self.device = resolve_device(experiment.train.device)
+            self.device = resolve_device(first.train.device)
         except ValueError as error:
             raise ConfigError(str(error)) from None
-        seed = experiment.seed
-        with self.settings(), seeded(seed, self.device):  # network initialisation
-            self._build(experiment, seed)
+        with self.settings():
+            datasets: dict[Any, Any] = {}
+            self.members = [build_member(e, self.device, datasets) for e in experiments]
+            self.model = StackedModel([m.model for m in self.members]).to(self.device)
+            forms = [loss_form(e) for e in experiments]
+            objectives = [e.objective for e in experiments]
+            discriminators = [m.discriminators for m in self.members]
+            self.loss = FamilyLoss(forms, self.model, objectives, discriminators).to(self.device)
+        self.base = self.loss.coefficients.clone()  # (K, T) at the members' own multipliers
+        self.dual = None
+        if first.objective.mode == "lagrangian":
+            lagrangians = [e.compiled.lagrangian for e in experiments]
+            duals = [e.objective.dual for e in experiments]
+            self.dual = DualAscent(lagrangians, duals, self.loss.terms)
+            self.loss.set_coefficients(self.dual.coefficients(self.base))
+        t = first.train
+        # fused: one kernel for all tensors (CPU and CUDA), the same maths per element
+        self.optimizers = {"model": torch.optim.Adam(self.model.parameters(), lr=t.lr, fused=True)}
+        disc_params = list(self.loss.divergences.parameters())
+        if disc_params:
+            self.optimizers["discriminators"] = torch.optim.Adam(
+                disc_params, lr=t.discriminator_lr, fused=True
+            )
+        self.train_config = t
 
     def settings(self) -> Any:
         """torch's threads and TF32 for this trainer, restored when the block ends."""
         return torch_settings(self.threads, self.device)
 
-    def _build(self, experiment: Experiment, seed: int) -> None:
-        self.dataset = load_experiment_dataset(experiment)
-        test = self.dataset.test
-        if experiment.train.eval_size is not None:
-            test = test[: experiment.train.eval_size]
-        self.eval_data = test.to(self.device)  # (M, D)
-        subset = torch.Generator().manual_seed(seed_for(seed, _TRAIN_SUBSET_STREAM))
-        binary = self.dataset.likelihood == "bernoulli"
-        size = experiment.train.nll_train_size
-        self.train_eval_data = training_subset(self.dataset.train, size, subset, binary).to(
-            self.device
-        )  # (K, D): the fixed points of nll_train
-
-        self.compiled = experiment.compiled
-        self.lagrangian = self.compiled.lagrangian
-        self.base_form = self.compiled.coefficients()
-        self.dual = (
-            DualAscent(self.lagrangian, experiment.objective.dual)
-            if experiment.objective.mode == "lagrangian"
-            else None
-        )
-        form = dict(self.base_form)
-        if experiment.model.encoder == "implicit":  # AVB: the rate by an adversary T(x, z)
-            form = implicit_encoder_form(form)
-        if self.dual is not None:
-            form = {t: 0.0 for t in self.dual.terms()} | self.dual.form(self.base_form)
-
-        likelihood = experiment.model.likelihood or self.dataset.likelihood
-        x_dim, z_dim = self.dataset.dim, experiment.model.z_dim
-        self.model = InfoAEModel(x_dim, experiment.model, likelihood).to(self.device)
-        self.loss = FamilyLoss(form, self.model, experiment.objective, x_dim, z_dim).to(self.device)
-        groups = self.loss.parameter_groups()
-        self.params: dict[str, list[torch.nn.Parameter]] = {"model": [*groups["p"], *groups["q"]]}
-        self.params.update({g: ps for g, ps in groups.items() if g.startswith("disc:")})
-        t = experiment.train
-        self.optimizers = {  # fused: one kernel for all tensors (CPU and CUDA), same maths
-            g: torch.optim.Adam(ps, lr=t.lr if g == "model" else t.discriminator_lr, fused=True)
-            for g, ps in self.params.items()
-        }
-
-        data_seed = seed_for(seed, _DATA_STREAM)
-        index_generator = torch.Generator().manual_seed(data_seed)  # permutations: on the CPU
-        binary_generator = None
-        if self.device.type != "cpu":
-            binary_generator = torch.Generator(self.device).manual_seed(data_seed + 1)
-        self.batches = BatchStream(
-            self.dataset, t.batch_size, index_generator, self.device, binary_generator
-        )
-        self.sampling = torch.Generator(self.device).manual_seed(seed_for(seed, _SAMPLING_STREAM))
-        self.step = 0
-        self.status = "running"
-        self.diverged: dict[str, Any] | None = None
-        self._timing = [0.0, 0]  # seconds spent in train_steps, samples seen there
+    def alive(self) -> list[bool]:
+        return [m.status != DIVERGED for m in self.members]
 
     # ----------------------------------------------------------------- training
 
     def train_steps(self, n: int) -> None:
-        """Take up to ``n`` steps; stop early (status "diverged") on a non-finite loss or term."""
+        """Up to ``n`` steps for every running member; a member whose loss or a term turns
+        non-finite stops there (status "diverged"), the others go on."""
         with self.settings():
-            self._train_steps(n)
+            start = time.perf_counter()
+            taken = [0] * len(self.members)
+            alive = self.alive()
+            mask = torch.tensor(alive, device=self.device)
+            for _ in range(n):
+                if not any(alive):
+                    break
+                for _ in range(self.train_config.disc_steps - 1):
+                    self._discriminator_step(mask)
+                for k in self._step(alive, mask):
+                    taken[k] += 1
+                if self.alive() != alive:  # a member diverged: mask it from now on
+                    alive = self.alive()
+                    mask = torch.tensor(alive, device=self.device)
+            seconds = time.perf_counter() - start
+        for member, steps in zip(self.members, taken, strict=True):
+            member.timing[0] += seconds
+            member.timing[1] += steps * self.train_config.batch_size
 
-    def _train_steps(self, n: int) -> None:
-        start = time.perf_counter()
-        taken = 0
-        for _ in range(n):
-            if self.status == "diverged":
-                break
-            self._discriminator_steps(self.experiment.train.disc_steps - 1)
-            x = next(self.batches)
-            with self._autocast():
-                out = self.loss(x, self.sampling)
-            bad = _first_non_finite(out.losses, out.breakdown)
-            if bad is not None:
-                self.status = "diverged"
-                self.diverged = {"step": self.step + 1, "term": bad}
-                break
-            for optimizer in self.optimizers.values():
-                optimizer.zero_grad(set_to_none=True)
-            if len(out.losses) == 1:  # the model alone: a plain backward is the same, faster
-                out.losses["model"].backward()
-            else:
-                for group, loss in out.losses.items():  # separate graphs: detached samples
-                    loss.backward(inputs=self.params[group])
-            for optimizer in self.optimizers.values():
-                optimizer.step()
-            self.step += 1
-            taken += 1
-            if self.dual is not None:
-                self.dual.update(out.breakdown)
-                self.loss.set_tractable_form(self.dual.form(self.base_form))
-        self._timing[0] += time.perf_counter() - start
-        self._timing[1] += taken * self.experiment.train.batch_size
+    def _batch(self) -> Tensor:
+        if len(self.members) == 1:
+            return next(self.members[0].batches)[None]  # (1, B, D), a view
+        return torch.stack([next(m.batches) for m in self.members])  # (K, B, D)
 
-    def _discriminator_steps(self, n: int) -> None:
-        """``n`` updates of every discriminator alone, each on a fresh batch, before the joint
-        step (which updates them once more): `train.disc_steps` = n + 1 per model step."""
-        if len(self.optimizers) == 1:
+    def _generators(self) -> list[torch.Generator]:
+        return [m.sampling for m in self.members]
+
+    def _step(self, alive: list[bool], mask: Tensor) -> list[int]:
+        """One joint step for the members `alive` says (`mask`: the same on the device);
+        returns the members that took it."""
+        with self._autocast():
+            out = self.loss(self._batch(), self._generators())
+        losses = list(out.losses.values())
+        total = losses[0] if len(losses) == 1 else torch.stack(losses).sum(0)  # (K,)
+        if not all(alive):
+            total = torch.where(mask, total, torch.zeros_like(total))
+        # finite iff every term is (each enters with its coefficient, and 0 · NaN is NaN)
+        loss = total.sum()
+        if not math.isfinite(float(loss.detach())):
+            finite = torch.isfinite(total.detach()).tolist()
+            for k, member in enumerate(self.members):
+                if alive[k] and not finite[k]:
+                    member.status = DIVERGED
+                    member.diverged = {"step": member.step + 1, "term": _bad_term(out, k)}
+            if not any(self.alive()):
+                return []
+            mask = torch.tensor(self.alive(), device=self.device)
+            loss = torch.where(mask, total, torch.zeros_like(total)).sum()
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # one graph: no parameter is reached by two groups' losses
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+        took = [k for k, member in enumerate(self.members) if member.status != DIVERGED]
+        for k in took:
+            self.members[k].step += 1
+        if self.dual is not None:
+            self.dual.update(out.breakdown, mask)
+            self.loss.set_coefficients(self.dual.coefficients(self.base))
+        return took
+
+    def _discriminator_step(self, alive: Tensor) -> None:
+        """One update of every discriminator alone, on a fresh batch and fresh noise."""
+        if "discriminators" not in self.optimizers:
             return
-        for _ in range(n):
-            with self._autocast():
-                out = self.loss(next(self.batches), self.sampling)
-            for group, optimizer in self.optimizers.items():
-                if group != "model":
-                    optimizer.zero_grad(set_to_none=True)
-                    out.losses[group].backward(inputs=self.params[group])
-                    optimizer.step()
+        with self._autocast():
+            record = self.loss.record(self._batch(), self._generators())
+            total = sum(self.loss.discriminator_losses(record).values())
+        optimizer = self.optimizers["discriminators"]
+        optimizer.zero_grad(set_to_none=True)
+        torch.where(alive, total, torch.zeros_like(total)).sum().backward()
+        optimizer.step()
 
     def _autocast(self) -> torch.autocast:
         """bf16 autocast of the forward pass when `train.precision` asks for it (matmuls in
         bf16 on tensor cores; losses, backward and evaluation stay in fp32)."""
-        enabled = self.experiment.train.precision == "bf16"
+        enabled = self.train_config.precision == "bf16"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     # ----------------------------------------------------------------- evaluation
 
-    def evaluate(self) -> dict[str, float]:
-        """Every metric of DESIGN.md on the evaluation set, plus `mi_cap`, `step`, `status`."""
+    def evaluate(self) -> list[dict[str, Any]]:
+        """Every metric of DESIGN.md per member, plus `mi_cap`, `step`, `status`."""
         with self.settings(), torch.no_grad():
-            return self._evaluate()
+            return [self._evaluate(k, m) for k, m in enumerate(self.members)]
 
-    def _evaluate(self) -> dict[str, float]:
-        seconds, samples = self._timing
-        metrics: dict[str, Any] = {"step": self.step, "status": self.status}
-        if self.status == "diverged":
+    def _evaluate(self, k: int, member: Member) -> dict[str, Any]:
+        seconds, samples = member.timing
+        metrics: dict[str, Any] = {"step": member.step, "status": member.status}
+        if member.status == DIVERGED:
             metrics |= {m: math.nan for m in METRICS} | {"mi_cap": math.nan}
         else:
-            generator = torch.Generator(self.device).manual_seed(
-                seed_for(self.experiment.seed, _EVAL_STREAM, self.step)
+            self.model.copy_member_into(k, member.model)
+            member.model.eval()
+            metrics |= evaluate_model(
+                member.model,
+                member.eval_data,
+                member.train_eval_data,
+                iw_samples=self.train_config.iw_samples,
+                generator=eval_generator(member.experiment.seed, member.step, self.device),
+                data_entropy=MOG_ENTROPY if member.dataset.name == "mog" else None,
             )
-            self.model.eval()
-            try:
-                metrics |= evaluate_model(
-                    self.model,
-                    self.eval_data,
-                    self.train_eval_data,
-                    iw_samples=self.experiment.train.iw_samples,
-                    generator=generator,
-                    data_entropy=MOG_ENTROPY if self.dataset.name == "mog" else None,
-                )
-            finally:
-                self.model.train()
         metrics["train_samples_per_s"] = samples / seconds if seconds > 0 else math.nan
         if self.dual is not None:
-            metrics |= {f"lambda/{t}": v for t, v in self.dual.lambdas.items()}
-        if self.diverged is not None:
-            metrics["diverged_step"] = self.diverged["step"]
-            metrics["diverged_term"] = self.diverged["term"]
+            metrics |= {f"lambda/{t}": v for t, v in self.dual.member_lambdas(k).items()}
+        if member.diverged is not None:
+            metrics["diverged_step"] = member.diverged["step"]
+            metrics["diverged_term"] = member.diverged["term"]
         return metrics
 
-    def run(self) -> Iterator[dict[str, Any]]:
-        """Train to `train.steps`, evaluating every `eval_every` steps; the last dict has done."""
-        t = self.experiment.train
-        if self.status == "ok" and self.step < t.steps:  # resumed with more steps to take
-            self.status = "running"
-        while self.status == "running" and self.step < t.steps:
-            self._timing = [0.0, 0]
-            self.train_steps(min(t.eval_every - self.step % t.eval_every, t.steps - self.step))
-            if self.status == "running" and self.step < t.steps:
+    def run(self) -> Iterator[list[dict[str, Any]]]:
+        """Train to `train.steps` from the members' current step (0, or a checkpoint's),
+        evaluating every `eval_every` steps; each item is one metrics dict per member, the
+        last ones with done."""
+        t = self.train_config
+        for m in self.members:
+            if m.status == OK and m.step < t.steps:  # resumed with more steps to take
+                m.status = RUNNING
+        while (step := self._running_step()) is not None and step < t.steps:
+            for m in self.members:
+                m.timing = [0.0, 0]
+            self.train_steps(min(t.eval_every - step % t.eval_every, t.steps - step))
+            step = self._running_step()
+            if step is not None and step < t.steps:
                 yield self.evaluate()
-        if self.status == "running":
-            self.status = "ok"
-        yield self.evaluate() | {"done": True}
+        for m in self.members:
+            if m.status == RUNNING:
+                m.status = OK
+        yield [metrics | {"done": True} for metrics in self.evaluate()]
+
+    def _running_step(self) -> int | None:
+        """The step of the running members (they step together), None when none runs."""
+        steps = [m.step for m in self.members if m.status == RUNNING]
+        return max(steps) if steps else None
 
     # ----------------------------------------------------------------- checkpoints
 
     def save_checkpoint(self, directory: Path) -> Path:
-        """Everything a resume needs to continue exactly as an uninterrupted run would."""
+        """Everything a resume needs to continue exactly as an uninterrupted run would: the
+        stacked networks, the optimisers, the dual state and each member's progress and
+        streams; written to a temporary file and moved into place (never half a checkpoint)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {
-            "step": self.step,
-            "status": self.status,
-            "diverged": self.diverged,
-            "lambdas": dict(self.dual.lambdas) if self.dual is not None else {},
+            "format": CHECKPOINT_FORMAT,
             "model": self.model.state_dict(),
-            "loss": self.loss.state_dict(),
+            "divergences": self.loss.state_dict(),
             "optimizers": {g: o.state_dict() for g, o in self.optimizers.items()},
-            "batches": self.batches.state_dict(),
-            "sampling": self.sampling.get_state(),
-            "experiment": self.experiment.to_dict(),
+            "lambdas": self.dual.lambdas.clone() if self.dual is not None else None,
+            "members": [m.state_dict() for m in self.members],
+            "experiments": [m.experiment.to_dict() for m in self.members],
         }
         path = directory / CHECKPOINT_FILE
         partial = path.with_suffix(".tmp")
         torch.save(state, partial)
-        partial.replace(path)  # never leave a half-written checkpoint behind
+        partial.replace(path)
         return path
 
     def load_checkpoint(self, directory: Path) -> None:
+        """Restore `save_checkpoint`'s state into a trainer built from the same experiments;
+        `run()` then continues from the members' steps."""
         path = Path(directory) / CHECKPOINT_FILE
         if not path.is_file():
             raise FileNotFoundError(f"no checkpoint at {path}")
         # on the CPU: generator states must stay there; load_state_dict moves the rest
         state = torch.load(path, map_location="cpu", weights_only=True)
-        self.step, self.status, self.diverged = state["step"], state["status"], state["diverged"]
-        if self.dual is not None:
-            self.dual.lambdas.update(state["lambdas"])
-            self.loss.set_tractable_form(self.dual.form(self.base_form))
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path} is not a checkpoint of this trainer's format")
+        if len(state["members"]) != len(self.members):
+            raise ValueError(
+                f"{path} holds {len(state['members'])} members, this trainer has "
+                f"{len(self.members)}"
+            )
         self.model.load_state_dict(state["model"])
-        self.loss.load_state_dict(state["loss"])
+        self.loss.load_state_dict(state["divergences"])
         for group, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][group])
-        self.batches.load_state_dict(state["batches"])
-        self.sampling.set_state(state["sampling"])
+        for member, saved in zip(self.members, state["members"], strict=True):
+            member.load_state_dict(saved)
+        if self.dual is not None:
+            self.dual.lambdas = state["lambdas"].clone()
+            self.loss.set_coefficients(self.dual.coefficients(self.base))
 
 
-def _first_non_finite(
-    losses: Mapping[str, torch.Tensor], breakdown: Mapping[str, torch.Tensor]
-) -> str | None:
-    """Name of the first non-finite breakdown term ("loss" if only a loss is), else None.
-
-    Every term enters the model loss with its coefficient (0 · NaN is NaN too), so the sum
-    of the losses is finite iff all terms are: one scalar and one device sync per step.
-    """
-    total = sum(loss.detach() for loss in losses.values())
-    if math.isfinite(float(total)):
-        return None
-    for name, value in breakdown.items():
-        if name != "loss" and not bool(torch.isfinite(value).all()):
+def _bad_term(out: StepLosses, k: int) -> str:
+    """Member k's first non-finite term ("loss" if only the losses are)."""
+    for name, value in out.breakdown.items():
+        if name != "loss" and not math.isfinite(float(value[k])):
             return name
     return "loss"

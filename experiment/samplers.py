@@ -1,0 +1,56 @@
+"""The samplers `search.sampler` may name: one table, one row per sampler.
+
+The table drives the experiment file's check (`experiment.config`: an unknown name is one
+`ConfigError` listing these), the search's `make_sampler` (`search.study`), the plan's grid
+size (`search.plan`) and the tests. A row says how to build the Optuna sampler from
+`optuna.samplers` and what the search must know of it; this layer does not import Optuna
+(the search passes the module in). A new sampler is one row (docs/ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SamplerInputs:
+    """What a sampler is built from: the seed, the trials it will propose, and (for a grid
+    sampler) the values of each searched dotted key."""
+
+    seed: int
+    num_samples: int
+    grid: Mapping[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sampler:
+    name: str
+    build: Callable[[Any, SamplerInputs], Any]  # (optuna.samplers, inputs) -> a BaseSampler
+    grid: bool = False  # proposes a full grid: num_samples is rounded to one (search.plan)
+
+
+SAMPLERS: dict[str, Sampler] = {
+    s.name: s
+    for s in (
+        # constant_liar: points asked together (a population, concurrent trials) spread out
+        Sampler(
+            "tpe",
+            lambda o, a: o.TPESampler(
+                seed=a.seed,
+                multivariate=True,
+                constant_liar=True,
+                n_startup_trials=max(2, min(10, a.num_samples // 3)),
+            ),
+        ),
+        Sampler(
+            "nsga2",
+            lambda o, a: o.NSGAIISampler(
+                seed=a.seed, population_size=max(4, min(50, a.num_samples // 3))
+            ),
+        ),
+        Sampler("random", lambda o, a: o.RandomSampler(seed=a.seed)),
+        Sampler("grid", lambda o, a: o.GridSampler(dict(a.grid), seed=a.seed), grid=True),
+    )
+}
