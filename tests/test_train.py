@@ -448,3 +448,10 @@ def test_elbo_on_real_digits_reports_every_metric() -> None:
     assert last["status"] == "ok" and all_metrics_finite(last), last
     assert last["nll"] <= -last["elbo"] + 1.0  # the IS bound is no worse than the ELBO
     assert 0 < last["distortion"] < 784 * math.log(2)
+
+
+def test_resume_from_a_checkpoint_of_another_format_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "checkpoint").mkdir()
+    torch.save({"step": 3, "model": {}}, tmp_path / "checkpoint" / "trainer.pt")  # format 1
+    with pytest.raises(ConfigError, match="--resume: .* not a checkpoint of this trainer"):
+        train(tiny(train={"steps": 2, "eval_every": 2}), tmp_path, resume=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from experiment.config import Experiment
+from experiment.config import ConfigError, Experiment
 from training.evaluation import floor_note, sandwich_line
 from training.trainer import CHECKPOINT_FILE, Trainer
 
@@ -36,7 +36,10 @@ def train(experiment: Experiment, out_dir: Path | None = None, resume: bool = Fa
         checkpoint = out_dir / "checkpoint"
         (out_dir / "config.yaml").write_text(yaml.safe_dump(experiment.to_dict(), sort_keys=False))
         if resume and (checkpoint / CHECKPOINT_FILE).is_file():
-            trainer.load_checkpoint(checkpoint)
+            try:
+                trainer.load_checkpoint(checkpoint)
+            except (ValueError, KeyError) as error:  # another format, or another experiment's
+                raise ConfigError(f"--resume: {error}") from None
         elif resume:
             print(f"note: no checkpoint in {checkpoint}; starting from step 0", file=sys.stderr)
     log = open(out_dir / "metrics.jsonl", "a" if resume else "w") if out_dir else None  # noqa: SIM115
