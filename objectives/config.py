@@ -1,7 +1,7 @@
 """The config types of an objective and of a model: what the family layer needs to build a loss.
 
-They are the `objective:` and `model:` sections of an experiment file (DESIGN.md, "Experiment
-file"); `experiment.config` reads the file into them. Frozen dataclasses: one field per key, with
+They are the `objective:` and `model:` sections of an experiment file (docs/EXPERIMENT_FILE.md);
+`experiment.config` reads the file into them. Frozen dataclasses: one field per key, with
 its default and a one-line meaning.
 """
 

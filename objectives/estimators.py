@@ -97,7 +97,7 @@ INFORMATION_TERMS = ("E_q[log q(z|x)]", "E_q[log p(x|z)]", "E_q[log p(x,z)]")
 
 
 def term_name(text: str) -> str:
-    """The registry's spelling of a term; names are whitespace-insensitive (DESIGN.md)."""
+    """The registry's spelling of a term; names are whitespace-insensitive (docs/OBJECTIVES.md)."""
     name = _BY_COMPACT_NAME.get("".join(text.split()))
     if name is None:
         raise ValueError(f"unknown tractable term {text!r}; known terms: {', '.join(ESTIMATORS)}")

@@ -1,4 +1,4 @@
-"""One evaluation of a model: every metric of DESIGN.md, the training-set NLL and the floors.
+"""One evaluation of a model: every metric (docs/TRAINING.md#metrics), nll_train, the floors.
 
 `training.metrics` computes the metrics from plain callables; this module feeds it an
 `InfoAEModel` and adds what only the model knows:

@@ -1,4 +1,4 @@
-"""The mutual information I_q(x;z) as a sandwich of bounds (DESIGN.md, "Metrics"; nats).
+"""The mutual information I_q(x;z) as a sandwich of bounds (docs/TRAINING.md#metrics; nats).
 
 I_q(x;z) = E_{x, z~q(z|x)}[log q(z|x) - log q(z)] with the aggregate posterior
 q(z) = E_x q(z|x), which no model gives in closed form. With N evaluation points and one draw

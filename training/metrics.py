@@ -1,4 +1,4 @@
-"""Evaluation metrics of a trained encoder/decoder pair (DESIGN.md, "Metrics"; all in nats).
+"""Evaluation metrics of a trained encoder/decoder pair (docs/TRAINING.md#metrics; all in nats).
 
 - ``nll``: test negative log-likelihood -log p(x), p(x) = ∫ p(z) p(x|z) dz. With a 1-D latent
   (the Section 4.1 mixture) the integral is done by the trapezoid rule on a grid refined until

@@ -182,7 +182,7 @@ class Trainer:
     # ----------------------------------------------------------------- evaluation
 
     def evaluate(self) -> list[dict[str, Any]]:
-        """Every metric of DESIGN.md per member, plus `mi_cap`, `step`, `status`."""
+        """Every metric of docs/TRAINING.md#metrics per member, plus `mi_cap`, `step`, `status`."""
         with self.settings(), torch.no_grad():
             return [self._evaluate(k, m) for k, m in enumerate(self.members)]
 
