@@ -48,11 +48,15 @@ def loss_terms(forms: Sequence[Mapping[str, float]]) -> list[str]:
     return [name for name in ESTIMATORS if name in used]
 
 
+def sample_dims(x_dim: int, z_dim: int) -> dict[str, int]:
+    """The size of one sample of each variable set a divergence compares."""
+    return {"x": x_dim, "z": z_dim, "x,z": x_dim + z_dim, "x;z": x_dim + z_dim}
+
+
 def build_discriminators(terms: Sequence[str], model: InfoAEModel) -> dict[str, Discriminator]:
     """One member's discriminators, one per adversarial term, initialised now from torch's
     global stream (the trainer calls this under the member's seed, after its networks)."""
-    dims = {"x": model.x_dim, "z": model.z_dim}
-    dims |= {"x,z": model.x_dim + model.z_dim, "x;z": model.x_dim + model.z_dim}
+    dims = sample_dims(model.x_dim, model.z_dim)
     out = {}
     for name in terms:
         estimator = ESTIMATORS[name]
@@ -84,8 +88,7 @@ class FamilyLoss(nn.Module):
         self.__dict__["model"] = model  # not a submodule: see the class docstring
         self.x_gradient = first.x_gradient
         self.terms = loss_terms(forms)
-        dims = {"x": model.x_dim, "z": model.z_dim}
-        dims |= {"x,z": model.x_dim + model.z_dim, "x;z": model.x_dim + model.z_dim}
+        dims = sample_dims(model.x_dim, model.z_dim)
         self.divergences = nn.ModuleDict()
         for name in self.terms:
             estimator = ESTIMATORS[name]

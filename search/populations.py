@@ -21,12 +21,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from experiment.config import ConfigError, Experiment
-from search import members
 
 CPU_MAX_MEMBERS = 16
 CPU_MAX_HIDDEN = 256  # wider networks are compute-bound on a CPU: one member per trial
 GPU_MAX_MEMBERS = 64
-MEMBERS = members.MEMBERS  # search/trial.py reads it from here; its home is search.members
 
 
 def population_size(

@@ -7,7 +7,7 @@ the trial's logic runs and is tested without Ray.
 A point's trial reports its metrics every evaluation with a checkpoint; the last checkpoint
 also holds `final.yaml`. A population trial (config `{"members": [point, ...]}`) reports
 `{"members": {"0": metrics of member 0, ...}, ...}` (read by
-`search.populations.member_records`). Its members train together as one `Trainer` per
+`search.members.decode`). Its members train together as one `Trainer` per
 group of members that share terms, data, network and training settings (almost always one
 group; groups run one after another). A point the compiler refuses never trains: it is reported
 `refused`. Either kind resumes from the newest readable checkpoint; one cut short is skipped.
@@ -28,7 +28,7 @@ import yaml
 from experiment.config import METRICS, ConfigError, Experiment
 from experiment.typed_yaml import plain
 from search import checkpoints
-from search.populations import MEMBERS
+from search.members import MEMBERS
 from training.members import group_key
 from training.trainer import Trainer
 
