@@ -12,12 +12,14 @@ OK = "ok"  # trained every step with finite losses
 DIVERGED = "diverged"  # stopped at a non-finite loss or term (never retried: it would again)
 REFUSED = "refused"  # the compiler refused the point: never trained
 ERROR = "error"  # the trial raised, after `search.max_failures` retries
+PRUNED = "pruned"  # stopped at a rung by successive halving (search.scheduler: halving)
+IDLE = "idle"  # training: a rolling population's slot without a member to train
 STOPPED = "stopped"  # ended before its last step: stopped by the scheduler (asha) or the search
 ORPHANED = "orphaned"  # asked of Optuna by a driver that died before Tune recorded it: never run
 POPULATION = "population"  # a population trial's own result: each member carries its status
 UNFINISHED = "unfinished"  # analysis: evaluations on disk, no trials.csv row yet
 
-ROW_STATUSES = (OK, DIVERGED, REFUSED, STOPPED, ERROR)  # what a trials.csv row can say
+ROW_STATUSES = (OK, DIVERGED, REFUSED, STOPPED, PRUNED, ERROR)  # what a trials.csv row can say
 TOLD_AS_COMPLETE = (OK, STOPPED)  # told to Optuna with their values (when finite)
 NOT_COUNTED = (REFUSED, ORPHANED)  # never trained: not part of the search's budget
 

@@ -115,5 +115,11 @@ class DualAscent:
         step = torch.minimum(torch.maximum(step, self.low), self.high)
         self.lambdas = torch.where(alive.cpu()[:, None], step, self.lambdas)
 
+    def set_member(self, k: int, other: DualAscent) -> None:
+        """Row k becomes `other`'s one member (a refilled slot: its own ε, step, clip, λ0)."""
+        assert other.names == self.names, "members must constrain the same quantities"
+        for name in ("slack", "lr", "low", "high", "initial", "lambdas"):
+            getattr(self, name)[k] = getattr(other, name)[0]
+
     def member_lambdas(self, k: int) -> dict[str, float]:
         return {t: float(v) for t, v in zip(self.names, self.lambdas[k], strict=True)}

@@ -109,10 +109,24 @@ class FamilyLoss(nn.Module):
         caps = [math.inf if o.mi_upper_bound is None else o.mi_upper_bound for o in objectives]
         capped = any(math.isfinite(c) for c in caps)
         self.register_buffer("caps", torch.tensor(caps) if capped else None, persistent=False)
-        rows = [[coefficients_of(f).get(t, 0.0) for t in self.terms] for f in forms]
-        coefficients = torch.tensor(rows, dtype=torch.float32).reshape(len(forms), -1)
+        rows = [self.coefficient_row(f, self.terms) for f in forms]
+        coefficients = torch.stack(rows).reshape(len(forms), -1)
         self.register_buffer("coefficients", coefficients, persistent=False)  # (K, T)
         self.information = [t for t, n in enumerate(self.terms) if n in INFORMATION_TERMS]
+
+    @staticmethod
+    def coefficient_row(form: Mapping[str, float], terms: Sequence[str]) -> Tensor:
+        """One member's coefficients (T,) in the order of `terms`."""
+        coefficients = coefficients_of(form)
+        return torch.tensor([coefficients.get(t, 0.0) for t in terms], dtype=torch.float32)
+
+    def set_cap(self, k: int, cap: float | None) -> None:
+        """Member k's MI cap (`objective.mi_upper_bound`; None: uncapped)."""
+        value = math.inf if cap is None else cap
+        if self.caps is None and math.isfinite(value):
+            self.caps = torch.full((len(self.model),), math.inf, device=self.coefficients.device)
+        if self.caps is not None:
+            self.caps[k] = value
 
     def set_coefficients(self, coefficients: Tensor) -> None:
         """New (K, T) coefficients in the order of `terms` (dual ascent moves them)."""

@@ -60,6 +60,14 @@ class StackedMLP(nn.Module):
             x = module(x, frozen) if isinstance(module, StackedLinear) else module(x)
         return x
 
+    def copy_member_from(self, k: int, net: nn.Sequential) -> None:
+        """Member k's parameters from a plain `mlp` of the same shape (a new member)."""
+        with torch.no_grad():
+            for stacked, plain in zip(self.net, net, strict=True):
+                if isinstance(stacked, StackedLinear):
+                    stacked.weight_t[k].copy_(plain.weight.t())
+                    stacked.bias[k].copy_(plain.bias)
+
     def copy_member_into(self, k: int, net: nn.Sequential) -> None:
         """Write member k's parameters into a plain `mlp` of the same shape."""
         with torch.no_grad():
@@ -111,6 +119,11 @@ class StackedModel(nn.Module):
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """{"p": decoder parameters, "q": encoder parameters}, as `InfoAEModel`'s."""
         return {"p": list(self.decoder.parameters()), "q": list(self.encoder.parameters())}
+
+    def copy_member_from(self, k: int, model: InfoAEModel) -> None:
+        """Member k's parameters from a plain model (a refilled slot's new member)."""
+        self.encoder.copy_member_from(k, model.encoder.net)
+        self.decoder.copy_member_from(k, model.decoder.net)
 
     def copy_member_into(self, k: int, model: InfoAEModel) -> None:
         """Member k's parameters into a plain model (what evaluation reads)."""

@@ -50,8 +50,10 @@ def states(population: Trainer) -> dict[str, torch.Tensor]:
     out = {f"model.{k}": v for k, v in population.model.state_dict().items()}
     out |= {f"disc.{k}": v for k, v in population.loss.state_dict().items()}
     for group, optimizer in population.optimizers.items():
-        for i, state in optimizer.state_dict()["state"].items():
-            out |= {f"{group}.{i}.{k}": v for k, v in state.items()}
+        state = optimizer.state_dict()
+        for name in ("exp_avg", "exp_avg_sq"):
+            out |= {f"{group}.{name}.{i}": v for i, v in enumerate(state[name])}
+        out[f"{group}.steps"] = state["steps"]
     return out
 
 

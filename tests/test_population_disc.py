@@ -72,7 +72,7 @@ def test_each_member_keeps_its_own_discriminator(tmp_path: Path) -> None:
         plain = m.discriminators[name].net[0].weight
         torch.testing.assert_close(stacked[k], plain.t(), rtol=0, atol=0)
     assert not torch.equal(stacked[0], stacked[1])
-    assert trainer.optimizers["discriminators"].param_groups[0]["lr"] == 1e-3
+    assert trainer.optimizers["discriminators"].lr == 1e-3
 
 
 def test_an_x_sample_is_the_plain_draw(tmp_path: Path) -> None:

@@ -30,17 +30,18 @@ import torch
 from torch import Tensor
 
 from experiment.config import METRICS, ConfigError, Experiment
-from experiment.status import DIVERGED, OK, RUNNING
+from experiment.status import DIVERGED, IDLE, OK, RUNNING
 from objectives.dual import DualAscent
 from objectives.loss import FamilyLoss, StepLosses
 from objectives.stacked import StackedModel
 from training.evaluation import evaluate_model
 from training.members import Member, apart, build_member, eval_generator, loss_form
 from training.mog import MOG_ENTROPY
+from training.optim import MemberAdam
 from training.runtime import machine_threads, resolve_device, torch_settings
 
 CHECKPOINT_FILE = "trainer.pt"
-CHECKPOINT_FORMAT = 2  # 1: the plain and population trainers' separate files (not read)
+CHECKPOINT_FORMAT = 3  # 2: torch.optim.Adam's state (one step count per tensor); 1: older
 
 
 class Trainer:
@@ -78,21 +79,46 @@ class Trainer:
             self.dual = DualAscent(lagrangians, duals, self.loss.terms)
             self.loss.set_coefficients(self.dual.coefficients(self.base))
         t = first.train
-        # fused: one kernel for all tensors (CPU and CUDA), the same maths per element
-        self.optimizers = {"model": torch.optim.Adam(self.model.parameters(), lr=t.lr, fused=True)}
+        # Adam with a step count per member (training.optim: a refilled slot starts afresh)
+        self.optimizers = {"model": MemberAdam(list(self.model.parameters()), lr=t.lr)}
         disc_params = list(self.loss.divergences.parameters())
         if disc_params:
-            self.optimizers["discriminators"] = torch.optim.Adam(
-                disc_params, lr=t.discriminator_lr, fused=True
-            )
+            self.optimizers["discriminators"] = MemberAdam(disc_params, lr=t.discriminator_lr)
         self.train_config = t
+        self._datasets = datasets
 
     def settings(self) -> Any:
         """torch's threads and TF32 for this trainer, restored when the block ends."""
         return torch_settings(self.threads, self.device)
 
     def alive(self) -> list[bool]:
-        return [m.status != DIVERGED for m in self.members]
+        return [m.status not in (DIVERGED, IDLE) for m in self.members]
+
+    def replace(self, k: int, experiment: Experiment) -> None:
+        """Slot k holds a new member from now on, built as a run of its own would be: fresh
+        networks and discriminators from its seed, fresh Adam state, its own streams, step 0
+        (a rolling population's refill, `search.rolling`)."""
+        reason = apart(self.members[k].experiment, experiment)
+        if reason is not None:
+            raise ConfigError(f"{reason}: {experiment.name} cannot take a slot of this trainer")
+        with self.settings():
+            member = build_member(experiment, self.device, self._datasets)
+            self.model.copy_member_from(k, member.model)
+            for name, module in self.loss.divergences.items():
+                if name in member.discriminators:
+                    module.discriminator.copy_member_from(k, member.discriminators[name].net)
+        self.members[k] = member
+        for optimizer in self.optimizers.values():
+            optimizer.reset(k)
+        row = FamilyLoss.coefficient_row(loss_form(experiment), self.loss.terms)
+        self.base[k] = row.to(self.base)
+        self.loss.set_cap(k, experiment.objective.mi_upper_bound)
+        if self.dual is not None:
+            lagrangian, dual = experiment.compiled.lagrangian, experiment.objective.dual
+            self.dual.set_member(k, DualAscent([lagrangian], [dual], self.loss.terms))
+            self.loss.set_coefficients(self.dual.coefficients(self.base))
+        else:
+            self.loss.set_coefficients(self.base)
 
     # ----------------------------------------------------------------- training
 
@@ -116,8 +142,9 @@ class Trainer:
                     mask = torch.tensor(alive, device=self.device)
             seconds = time.perf_counter() - start
         for member, steps in zip(self.members, taken, strict=True):
-            member.timing[0] += seconds
-            member.timing[1] += steps * self.train_config.batch_size
+            if steps:
+                member.timing[0] += seconds
+                member.timing[1] += steps * self.train_config.batch_size
 
     def _batch(self) -> Tensor:
         if len(self.members) == 1:
@@ -149,11 +176,11 @@ class Trainer:
             mask = torch.tensor(self.alive(), device=self.device)
             loss = torch.where(mask, total, torch.zeros_like(total)).sum()
         for optimizer in self.optimizers.values():
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
         loss.backward()  # one graph: no parameter is reached by two groups' losses
-        for optimizer in self.optimizers.values():
-            optimizer.step()
         took = [k for k, member in enumerate(self.members) if member.status != DIVERGED]
+        for optimizer in self.optimizers.values():
+            optimizer.step(took)
         for k in took:
             self.members[k].step += 1
         if self.dual is not None:
@@ -169,9 +196,9 @@ class Trainer:
             record = self.loss.record(self._batch(), self._generators())
             total = sum(self.loss.discriminator_losses(record).values())
         optimizer = self.optimizers["discriminators"]
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         torch.where(alive, total, torch.zeros_like(total)).sum().backward()
-        optimizer.step()
+        optimizer.step([k for k, a in enumerate(alive.tolist()) if a])
 
     def _autocast(self) -> torch.autocast:
         """bf16 autocast of the forward pass when `train.precision` asks for it (matmuls in
@@ -181,10 +208,12 @@ class Trainer:
 
     # ----------------------------------------------------------------- evaluation
 
-    def evaluate(self) -> list[dict[str, Any]]:
-        """Every metric of docs/TRAINING.md#metrics per member, plus `mi_cap`, `step`, `status`."""
+    def evaluate(self, which: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """Every metric of docs/TRAINING.md#metrics per member (or of the members `which`
+        names, in that order), plus `mi_cap`, `step`, `status`."""
+        chosen = range(len(self.members)) if which is None else which
         with self.settings(), torch.no_grad():
-            return [self._evaluate(k, m) for k, m in enumerate(self.members)]
+            return [self._evaluate(k, self.members[k]) for k in chosen]
 
     def _evaluate(self, k: int, member: Member) -> dict[str, Any]:
         seconds, samples = member.timing
