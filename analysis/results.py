@@ -24,7 +24,7 @@ from analysis.sources import ResultsError, local_copy, read_results, result_file
 from experiment.config import METRICS, ConfigError, Experiment, load_experiment
 from experiment.config import MI_BOUNDS as SIDES
 from experiment.status import UNFINISHED
-from search.members import MEMBERS, Member, decode, member_key
+from search.members import MEMBERS, Member, decode, member_key, point_of
 from search.spaces import FAMILY_ALIASES
 
 __all__ = ["MI_BOUNDS", "Results", "ResultsError", "load", "load_curves", "load_results"]
@@ -166,7 +166,9 @@ def _unfinished_rows(directory: Path, recorded: set[str]) -> list[dict[str, Any]
             key, last = member_key(trial_id, member.index), member.metrics
             if key in recorded:
                 continue
-            config = points[member.index] if member.index is not None else last.get("config", {})
+            config = last.get("config", {}) if member.index is None else point_of(last)
+            if points is not None and member.index is not None:
+                config = points[member.index]
             row = {"trial_id": key, "status": UNFINISHED, **config}
             row |= {k: last.get(k) for k in (*METRIC_COLUMNS, "mi_cap", "step") if k in last}
             row["ended_at"] = last.get("timestamp")

@@ -73,7 +73,9 @@ class SearchConfig:
     sampler: str = "tpe"  # a name in experiment.samplers.SAMPLERS
     metrics: tuple[str, ...] | None = None  # None: not given, resolved by `default_metrics`
     modes: tuple[Literal["min", "max"], ...] = ("min", "max")
-    scheduler: Literal["fifo", "asha"] = "fifo"  # asha needs a single metric
+    scheduler: Literal["fifo", "asha", "halving"] = "fifo"  # asha: one metric; halving: below
+    halving_rate: float = 3.0  # η of successive halving over members: rungs at 1/η², 1/η
+    refill: bool = True  # a population trial gives an ended member's slot a new point
     enqueue_presets: tuple[Mapping[str, float], ...] = ()  # points tried first
     max_failures: int = 1  # retries of a trial that raised (a diverged trial is not retried)
     seed: int | None = None  # sampler seed (None: the experiment seed)
@@ -240,6 +242,10 @@ def _validate(experiment: Experiment) -> None:
             "search.population: asha stops whole trials, and a population trial holds several "
             "points; use search.population: 1 with scheduler asha"
         )
+    if e.search.halving_rate <= 1:
+        raise ConfigError(f"search.halving_rate: must be > 1, got {e.search.halving_rate}")
+    if e.search.scheduler == "halving" and not e.search.refill:
+        raise ConfigError("search.scheduler: halving refills stopped members' slots; set refill")
     if e.search.scheduler == "asha" and len(e.search.metrics) != 1:
         raise ConfigError("search.scheduler: asha needs exactly one metric in search.metrics")
     if not e.name or "/" in e.name:

@@ -17,7 +17,7 @@ for a point's result too, so the searcher, trials.csv and the analysis see one l
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,6 +25,7 @@ from experiment.config import METRICS
 from experiment.status import POPULATION, final_status
 
 MEMBERS = "members"  # the config and result key of a population trial
+SLOTS = "slots"  # the config key of a rolling population trial: members it trains at once
 SEPARATOR = "#"  # between the Tune trial id and the member's index in a member's key
 _OWN = ("status", "step")  # a member's own fields, never taken from the trial's result
 
@@ -49,13 +50,20 @@ def parse_key(key: str) -> tuple[str, int | None]:
     return (trial_id, int(member)) if separator and member.isdigit() else (key, None)
 
 
+def point_of(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The point a rolling trial's member trains, from its metrics (its dotted keys: no metric
+    name has a dot)."""
+    return {k: v for k, v in metrics.items() if "." in k and isinstance(v, int | float)}
+
+
 def population_result(
-    members: Sequence[Mapping[str, Any]], done: bool, extra: Mapping[str, Any]
+    members: Mapping[int, Mapping[str, Any]], done: bool, extra: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The result a population trial reports: each member's latest metrics under `members`,
-    NaN for the trial's own metrics, the furthest member's step, and `extra` (placement)."""
-    step = max((int(m.get("step", 0)) for m in members), default=0)
-    report = {str(k): dict(m) for k, m in enumerate(members)}
+    """The result a population trial reports: members' latest metrics under `members`, by
+    member number (all of a fixed population; a rolling one's reports only those training or
+    just ended), NaN for the trial's own metrics, the furthest member's step, and `extra`."""
+    step = max((int(m.get("step", 0)) for m in members.values()), default=0)
+    report = {str(k): dict(m) for k, m in sorted(members.items())}
     result = {**dict.fromkeys(METRICS, math.nan), MEMBERS: report}
     result |= {"status": POPULATION, "step": step, **extra}
     return result | ({"done": True} if done else {})

@@ -29,8 +29,9 @@ from optuna.trial import TrialState
 
 from experiment.config import Experiment
 from experiment.samplers import SAMPLERS, SamplerInputs
-from experiment.status import NOT_COUNTED, ORPHANED, REFUSED, TOLD_AS_COMPLETE
+from experiment.status import NOT_COUNTED, ORPHANED, PRUNED, REFUSED, TOLD_AS_COMPLETE
 from search.feasibility import refusal
+from search.halving import stops
 from search.members import member_key, parse_key
 from search.plan import SearchPlan, grid_values_per_param
 from search.spaces import Space
@@ -89,12 +90,15 @@ class FamilyStudy:
         owner: str,
         budget: int,
         points: Sequence[Mapping[str, float]] = (),
+        metrics: Sequence[str] = (),
     ):
         self.study_url = study
         self.experiment = experiment
         self.distributions = distributions(space)
         self.sampler = sampler
         self.directions = [("minimize" if d == "min" else "maximize") for d in directions]
+        self.modes = tuple(directions)
+        self.metric_names = tuple(metrics)
         self.owner = owner  # the experiment directory: which of the study's trials are ours
         self.budget = budget  # trials this search runs (refused points do not count)
         self.points = [dict(p) for p in points]
@@ -128,8 +132,11 @@ class FamilyStudy:
         its last snapshot by a driver that then died, they will never report (Tune resumes
         only the trials its snapshot holds). The others are counted from the study."""
         known = set(self.numbers.values())
+        rolling = {parse_key(key)[0] for key in self.numbers}  # its trials claim() their own
         for trial in ours:
-            if trial.state == TrialState.RUNNING and trial.number not in known:
+            if trial.user_attrs.get("tune_trial_id") in rolling and "member" in trial.user_attrs:
+                known.add(trial.number)
+            elif trial.state == TrialState.RUNNING and trial.number not in known:
                 self._set_attr(trial.number, "status", ORPHANED)
                 self._tell(trial.number, None, TrialState.FAIL)
         self.numbers = {
@@ -174,6 +181,31 @@ class FamilyStudy:
             self._tell(trial.number, None, TrialState.FAIL)
         raise RuntimeError(f"the compiler refused {self.max_refusals} points in a row: {reason}")
 
+    def ask_member(self, trial_id: str, member: int) -> dict[str, float] | None:
+        """A rolling trial's next point (`search.rolling`), None once the budget is spent."""
+        return None if self.exhausted() else self.ask(trial_id, member)
+
+    def claim(self, trial_id: str, keys: Sequence[str]) -> None:
+        """A resumed rolling trial holds `keys`: its other running members were asked after
+        its checkpoint and will never train: `orphaned`, not counted."""
+        held = set(keys)
+        for key, number in list(self.numbers.items()):
+            if parse_key(key)[0] != trial_id or key in held or self._finished(number):
+                continue
+            self._set_attr(number, "status", ORPHANED)
+            self._tell(number, None, TrialState.FAIL)
+            del self.numbers[key]
+
+    def rung(self, key: str, step: int, metrics: Mapping[str, Any]) -> bool:
+        """Record `key`'s values at the rung `step` and say whether it stops there
+        (`search.halving.stops` against every member of this search recorded at that rung)."""
+        names = self.metric_names
+        values = [_finite_or_nan(metrics.get(name)) for name in names]
+        attr = f"rung_{step}"
+        peers = [t.user_attrs[attr] for t in self._ours() if attr in t.user_attrs]
+        self._set_attr(self.numbers[key], attr, values)
+        return stops(peers, values, self.experiment.search.halving_rate, self.modes)
+
     def ask_population(self, trial_id: str, size: int) -> list[dict[str, float]]:
         """Points for one population trial: `size` members, fewer when the budget ends."""
         left = self.budget - len(self.numbers)
@@ -185,9 +217,11 @@ class FamilyStudy:
         mine = sorted(k for t, k in indices if t == trial_id and k is not None)
         return [indices[(trial_id, k)] for k in mine]
 
-    def tell(self, key: str, status: str, metrics: Mapping[str, Any], names: Sequence[str]):
+    def tell(self, key: str, status: str, metrics: Mapping[str, Any], names: Sequence[str] = ()):
         """Tell the result of `key` (a trial id, or `member_key` of a population's member);
-        one told before (a resumed search) is skipped."""
+        one told before (a resumed search) is skipped. `names`: the objectives' metrics
+        (default: the search's)."""
+        names = names or self.metric_names
         number = self.numbers.get(key)
         if number is None or self._finished(number):
             return
@@ -196,6 +230,9 @@ class FamilyStudy:
         usable = all(isinstance(v, int | float) and math.isfinite(v) for v in values)
         if status in TOLD_AS_COMPLETE and usable:
             self._tell(number, [float(v) for v in values], TrialState.COMPLETE)
+        elif status == PRUNED:  # Optuna keeps no values for a pruned multi-objective trial
+            self._set_attr(number, "values", [_finite_or_nan(v) for v in values])
+            self._tell(number, None, TrialState.PRUNED)
         else:
             self._tell(number, None, TrialState.FAIL)
 
@@ -235,3 +272,7 @@ class FamilyStudy:
         except RuntimeError as error:  # GridSampler calls Study.stop once the grid is done,
             if "Study.stop" not in str(error):  # which only an optimize loop allows; the
                 raise  # trial is told all the same (Optuna stores it before the sampler hook)
+
+
+def _finite_or_nan(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else math.nan

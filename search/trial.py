@@ -28,7 +28,8 @@ import yaml
 from experiment.config import METRICS, ConfigError, Experiment
 from experiment.typed_yaml import plain
 from search import checkpoints
-from search.members import MEMBERS
+from search.members import MEMBERS, SLOTS
+from search.rolling import train_rolling
 from training.members import group_key
 from training.trainer import Trainer
 
@@ -45,11 +46,19 @@ class TrialIO:
     paths: Sequence[Path] = ()  # checkpoints to resume from, newest first
     threads: int = 1
     extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. placement, in every report
+    study: Any = None  # a rolling trial's `search.rolling.StudyLink`
+    trial_id: str = ""  # the scheduler's name of the trial (members are `trial_id#n`)
 
 
 def run(config: Mapping[str, Any], experiment: Experiment, io: TrialIO) -> None:
     """Train `config` (dotted key -> value, or a population's `members`) of `experiment`."""
-    if MEMBERS in config:
+    if SLOTS in config:
+        final = _final(io)
+        if final is not None:  # finished before the driver stopped: report, do not retrain
+            io.report({**final, "reported_again": True}, None)
+        else:
+            train_rolling(config, experiment, io)
+    elif MEMBERS in config:
         train_population([dict(p) for p in config[MEMBERS]], experiment, io)
     else:
         train_point(dict(config), experiment, io)
@@ -167,7 +176,7 @@ def _population_result(members: list[dict[str, Any]], done: bool, io: TrialIO) -
     """Tune's result of a population trial: encoded by `search.members`, which decodes it."""
     from search.members import population_result
 
-    return population_result(members, done, io.extra)
+    return population_result(dict(enumerate(members)), done, io.extra)
 
 
 def _save(directory: Path, populations: Sequence[Trainer], finals: Mapping[int, Any]) -> None:

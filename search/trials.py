@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from experiment.config import IMAGE_DATASETS, METRICS
-from experiment.status import DIVERGED, ERROR, REFUSED
-from search.members import MEMBERS, Member, final, member_key
+from experiment.status import DIVERGED, ERROR, REFUSED, ROW_STATUSES
+from search.members import MEMBERS, SLOTS, Member, decode, final, member_key
 from search.plan import JOURNAL_FILE, SearchPlan
 
 FIELDS_AFTER_METRICS = (
@@ -80,7 +80,7 @@ def result_row(
     its status final (`search.members.final`); `error`: why a trial that raised did."""
     result = member.metrics
     row: dict[str, Any] = {"trial_id": trial_id, "status": member.status}
-    row |= {key: config.get(key) for key in plan.space.keys}
+    row |= {key: config.get(key, result.get(key)) for key in plan.space.keys}
     row |= {metric: result.get(metric) for metric in METRICS}
     row |= {field: result.get(field) for field in FIELDS_AFTER_METRICS}
     row["mi_bound"] = plan.mi_metric
@@ -100,8 +100,22 @@ def trial_rows(plan: SearchPlan, trial: Any) -> list[tuple[str, dict[str, Any]]]
     rows = []
     for member in final(trial.last_result, size, error is not None):
         key = member_key(trial.trial_id, member.index)
-        config = trial.config if member.index is None else points[member.index]
+        config = trial.config if member.index is None else {}
+        if points is not None and member.index is not None:
+            config = points[member.index]  # a rolling trial's members carry their points
         rows.append((key, result_row(plan, key, config, member, error)))
+    return rows
+
+
+def ended_rows(plan: SearchPlan, trial: Any, result: Mapping[str, Any]) -> dict[str, Any]:
+    """key -> row of each member of a rolling trial that `result` says has ended."""
+    if SLOTS not in trial.config:
+        return {}
+    rows = {}
+    for member in decode(result):
+        if member.index is not None and member.status in ROW_STATUSES:
+            key = member_key(trial.trial_id, member.index)
+            rows[key] = result_row(plan, key, {}, member)
     return rows
 
 
@@ -133,17 +147,31 @@ class Ledger:
     def start(self, trial: Any) -> None:
         """A population trial trains for a while before its members' lines: say it started."""
         points = trial.config.get(MEMBERS)
-        if points:
+        if SLOTS in trial.config:
+            print(
+                f"[{len(self.rows):>3}/{self.plan.num_samples}] {trial.trial_id}  training "
+                f"{trial.config[SLOTS]} members at a time, each slot refilled as its member ends",
+                flush=True,
+            )
+        elif points:
             print(
                 f"[{len(self.rows):>3}/{self.plan.num_samples}] {trial.trial_id}  training "
                 f"{len(points)} members together",
                 flush=True,
             )
 
+    def result(self, trial: Any, result: Mapping[str, Any]) -> None:
+        """Rows for the members of a rolling trial that ended in this result."""
+        rows = {k: r for k, r in ended_rows(self.plan, trial, result).items() if k not in self.rows}
+        if rows:
+            self._add(rows)
+
     def finish(self, trial: Any) -> None:
         if self._recorded(trial):
             return
-        rows = dict(trial_rows(self.plan, trial))  # one per member of a population trial
+        self._add(dict(trial_rows(self.plan, trial)))  # one per member of a population trial
+
+    def _add(self, rows: dict[str, dict[str, Any]]) -> None:
         self.rows.update(rows)
         self._write()
         before = len(self.rows) - len(rows)

@@ -1,10 +1,11 @@
-"""The search on Ray Tune: the only module that imports ray (docs/ARCHITECTURE.md).
+"""The search on Ray Tune: with `search.searcher`, the only modules that import ray.
 
-Tune runs `run_trial` (`search.trial`: a point, or a population of K); Optuna proposes (α1,
-α2, λ) through `FamilySearcher` (a Tune `Searcher` over `search.study.FamilyStudy`); `Progress`
-writes trials.csv. One file scales from a laptop to a cluster (`--address`; `storage` shared
-or a URI). A trial that raises is retried `search.max_failures` times; `--resume` restores
-the Tune experiment, the study from its storage, a trial from its newest checkpoint.
+Tune runs `run_trial` (`search.trial`: a point, a population of K, or a rolling population
+of K slots, `search.rolling`); Optuna proposes (α1, α2, λ) through `search.searcher`'s
+`FamilySearcher` and the study's actor; `Progress` writes trials.csv. One file scales from a
+laptop to a cluster (`--address`; `storage` shared or a URI). A trial that raises is retried
+`search.max_failures` times; `--resume` restores the Tune experiment, the study from its
+storage, a trial from its newest checkpoint.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,12 @@ import optuna
 import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search import ConcurrencyLimiter, Searcher
+from ray.tune.search import ConcurrencyLimiter
 
 from experiment.config import ConfigError, Experiment
 from search import checkpoints
 from search import trial as trial_body
-from search.members import MEMBERS, final, member_key
+from search.members import SLOTS
 from search.plan import (
     JOURNAL_FILE,
     SearchPlan,
@@ -36,15 +36,19 @@ from search.plan import (
     stored_experiment,
     write_experiment,
 )
+from search.searcher import FamilySearcher, Remote, host_name, start_host
 from search.study import FamilyStudy, make_sampler
 from search.trials import Ledger
 
 # --------------------------------------------------------------------------- the trainable
 
 
-def run_trial(config: dict[str, Any], experiment: Experiment, experiment_path: str) -> None:
-    """One Tune trial (`search.trial.run`): a point, or a population's `members`, reporting
-    every evaluation with a checkpoint; resumed from the newest checkpoint on a restore."""
+def run_trial(
+    config: dict[str, Any], experiment: Experiment, experiment_path: str, study_host: str = ""
+) -> None:
+    """One Tune trial (`search.trial.run`): a point, a population's `members`, or a rolling
+    population's `slots`, reporting every evaluation with a checkpoint; resumed from the
+    newest checkpoint on a restore. `study_host`: the name of the study's actor."""
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no line per checkpoint
     placement = {
         "node_id": ray.get_runtime_context().get_node_id(),
@@ -58,6 +62,8 @@ def run_trial(config: dict[str, Any], experiment: Experiment, experiment_path: s
         paths=checkpoints.candidates(trial_dir, named.path if named is not None else None),
         threads=max(1, math.ceil(experiment.resources.cpu)),  # the CPUs Ray granted the trial
         extra=placement,
+        study=Remote(study_host) if SLOTS in config else None,
+        trial_id=tune.get_context().get_trial_id(),
     )
     trial_body.run(config, experiment, io)
 
@@ -67,53 +73,6 @@ def _report(metrics: dict[str, Any], directory: Path | None) -> None:
         tune.report(metrics)
     else:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(directory)))
-
-
-# --------------------------------------------------------------------------- the searcher
-
-
-class FamilySearcher(Searcher):
-    """Tune's searcher interface over a `FamilyStudy` (Optuna ask/tell, public APIs only)."""
-
-    def __init__(
-        self,
-        study: FamilyStudy,
-        metrics: tuple[str, ...],
-        modes: tuple[str, ...],
-        population: int = 1,
-    ):
-        multi = len(metrics) > 1
-        super().__init__(
-            metric=list(metrics) if multi else metrics[0],
-            mode=list(modes) if multi else modes[0],
-        )
-        self.study = study
-        self.metrics = metrics
-        self.population = population  # points per Tune trial: each is its own Optuna trial
-
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        if self.study.exhausted():  # the study counts the trials, so resumes count right
-            return Searcher.FINISHED
-        if self.population == 1:
-            return self.study.ask(trial_id)
-        return {MEMBERS: self.study.ask_population(trial_id, self.population)}
-
-    def on_trial_complete(
-        self, trial_id: str, result: dict | None = None, error: bool = False
-    ) -> None:
-        """Each member told (a point's trial: itself), with its final status."""
-        size = len(self.study.members_of(trial_id)) or None  # None: a point's trial
-        for member in final(result, size, error):
-            key = member_key(trial_id, member.index)
-            self.study.tell(key, member.status, member.metrics, self.metrics)
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as handle:
-            pickle.dump(self.study, handle)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as handle:
-            self.study = pickle.load(handle)  # reopens its storage, and what it holds, on use
 
 
 # --------------------------------------------------------------------------- progress
@@ -130,6 +89,11 @@ class Progress(tune.Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.ledger.start(trial)
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        self.ledger.result(trial, result)  # a rolling population's members end as it trains
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.ledger.finish(trial)
@@ -176,11 +140,15 @@ def run_search(
     pending = str(plan.experiment.search.max_concurrent)  # Tune < 2.57: 1 for our searcher
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", pending)
     started = _start_ray(address, num_cpus)
-    study = _study(plan)
+    host = None
     try:
+        host = start_host(_study(plan))
         trainable = tune.with_resources(
             tune.with_parameters(
-                run_trial, experiment=plan.experiment, experiment_path=plan.experiment_path
+                run_trial,
+                experiment=plan.experiment,
+                experiment_path=plan.experiment_path,
+                study_host=host_name(),
             ),
             _resources(plan),
         )
@@ -189,12 +157,15 @@ def run_search(
                 plan.experiment_path, trainable, resume_unfinished=True, resume_errored=True
             )
         else:
-            tuner = _new_tuner(plan, trainable, study, after_trial)
+            tuner = _new_tuner(plan, trainable, after_trial)
         tuner.fit()
+        study = ray.get(host.get.remote())  # reopens its storage here, in the driver
         study.fail_orphans()
         if not plan.is_remote:
             checkpoints.prune(plan.experiment_path)
     finally:
+        if host is not None:
+            ray.kill(host)
         if started:
             ray.shutdown()
     plan.sync(JOURNAL_FILE)
@@ -211,15 +182,15 @@ def _study(plan: SearchPlan) -> FamilyStudy:
         owner=plan.experiment_path,
         budget=plan.num_samples,
         points=plan.points,
+        metrics=plan.metrics,
     )
 
 
-def _new_tuner(
-    plan: SearchPlan, trainable: Any, study: FamilyStudy, after_trial: Any
-) -> tune.Tuner:
+def _new_tuner(plan: SearchPlan, trainable: Any, after_trial: Any) -> tune.Tuner:
     search = plan.experiment.search
     population = int(plan.experiment.search.population)  # resolved by the plan
-    searcher = FamilySearcher(study, plan.metrics, plan.modes, population)
+    rolling = search.refill and (population > 1 or search.scheduler == "halving")
+    searcher = FamilySearcher(plan.metrics, plan.modes, population, rolling)
     scheduler: Any = FIFOScheduler()
     if search.scheduler == "asha":
         evaluations = math.ceil(plan.experiment.train.steps / plan.experiment.train.eval_every)

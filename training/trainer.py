@@ -178,7 +178,7 @@ class Trainer:
         for optimizer in self.optimizers.values():
             optimizer.zero_grad()
         loss.backward()  # one graph: no parameter is reached by two groups' losses
-        took = [k for k, member in enumerate(self.members) if member.status != DIVERGED]
+        took = [k for k, alive in enumerate(self.alive()) if alive]
         for optimizer in self.optimizers.values():
             optimizer.step(took)
         for k in took:

@@ -1,0 +1,122 @@
+"""Tune's searcher over the search's one Optuna study, and the actor that holds the study.
+
+`FamilySearcher` is a Tune `Searcher` (public APIs only); the `FamilyStudy` it asks and tells
+lives in a `StudyHost` actor on the driver's node, which the rolling trials reach too
+(`search.rolling`). With `search.tune` the only modules that import ray (docs/ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from ray.tune.search import Searcher
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from search.members import MEMBERS, SLOTS, final, member_key
+from search.study import FamilyStudy
+
+# --------------------------------------------------------------------------- the study's host
+
+
+@ray.remote(num_cpus=0)
+class StudyHost:
+    """The search's one `FamilyStudy`, in an actor on the driver's node: the searcher (in the
+    driver) and the rolling trials (anywhere in the cluster) ask and tell through it, so the
+    budget and the member names have one keeper, and a journal on the driver's disk (a URI
+    storage's local mirror) is written by the driver's machine only. Calls run one at a time."""
+
+    def __init__(self, study: FamilyStudy) -> None:
+        self.study = study
+
+    def call(self, method: str, *args: Any) -> Any:
+        return getattr(self.study, method)(*args)
+
+    def get(self) -> FamilyStudy:
+        return self.study
+
+    def put(self, study: FamilyStudy) -> None:
+        self.study = study
+
+
+def host_name() -> str:
+    """The study actor of this driver (one search at a time per driver process)."""
+    return f"infoae-study-{os.getpid()}"
+
+
+def start_host(study: FamilyStudy) -> Any:
+    here = ray.get_runtime_context().get_node_id()
+    pinned = NodeAffinitySchedulingStrategy(node_id=here, soft=False)
+    return StudyHost.options(name=host_name(), scheduling_strategy=pinned).remote(study)
+
+
+class Remote:
+    """A `FamilyStudy`'s methods, called on its actor (`search.rolling.StudyLink` and more)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        handle = ray.get_actor(self.name)
+        return lambda *args: ray.get(handle.call.remote(method, *args))
+
+
+# --------------------------------------------------------------------------- the searcher
+
+
+class FamilySearcher(Searcher):
+    """Tune's searcher interface over the search's `FamilyStudy` (in its `StudyHost` actor;
+    Optuna ask/tell, public APIs only)."""
+
+    def __init__(
+        self,
+        metrics: tuple[str, ...],
+        modes: tuple[str, ...],
+        population: int = 1,
+        rolling: bool = False,
+    ):
+        multi = len(metrics) > 1
+        super().__init__(
+            metric=list(metrics) if multi else metrics[0],
+            mode=list(modes) if multi else modes[0],
+        )
+        self.metrics = metrics
+        self.population = population  # points per Tune trial: each is its own Optuna trial
+        self.rolling = rolling  # its trials ask their members themselves (search.rolling)
+
+    @property
+    def study(self) -> Any:
+        return Remote(host_name())  # found by name: the searcher is pickled with the Tuner
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.study.exhausted():  # the study counts the trials, so resumes count right
+            return Searcher.FINISHED
+        if self.rolling:
+            return {SLOTS: self.population}
+        if self.population == 1:
+            return self.study.ask(trial_id)
+        return {MEMBERS: self.study.ask_population(trial_id, self.population)}
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        """Each member told (a point's trial: itself), with its final status."""
+        size = len(self.study.members_of(trial_id)) or None  # None: a point's trial
+        for member in final(result, size, error):
+            key = member_key(trial_id, member.index)
+            self.study.tell(key, member.status, member.metrics, self.metrics)
+
+    def save(self, checkpoint_path: str) -> None:
+        study = ray.get(ray.get_actor(host_name()).get.remote())
+        with open(checkpoint_path, "wb") as handle:
+            pickle.dump(study, handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as handle:
+            study = pickle.load(handle)  # reopens its storage, and what it holds, on use
+        ray.get(ray.get_actor(host_name()).put.remote(study))
