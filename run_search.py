@@ -165,6 +165,8 @@ def main_search(args: argparse.Namespace) -> int:
     summary = read_summary(plan, study.refused(), dashboard)
     for line in summary.lines():
         print(line)
+    after, ran = study.asked_after_results()
+    print(f"the sampler proposed {after} of {ran} trials after it had seen a result")
     return 0 if summary.counts[OK] else 1
 
 

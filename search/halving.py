@@ -28,15 +28,12 @@ def rungs(steps: int, rate: float, count: int = 2) -> list[int]:
 
 
 def _oriented(point: Point, modes: Sequence[str]) -> tuple[float, ...]:
-    """Every objective to minimise; a non-finite value is the worst possible."""
-    out = []
-    for value, mode in zip(point, modes, strict=True):
-        v = float(value)
-        if not math.isfinite(v):
-            out.append(math.inf)
-        else:
-            out.append(v if mode == "min" else -v)
-    return tuple(out)
+    """Every objective to minimise; a point with a non-finite value is the worst possible in
+    every objective (a member whose evaluation failed is never kept for its other values)."""
+    values = [float(v) for v in point]
+    if not all(math.isfinite(v) for v in values):
+        return (math.inf,) * len(values)
+    return tuple(v if mode == "min" else -v for v, mode in zip(values, modes, strict=True))
 
 
 def dominates(a: Point, b: Point) -> bool:

@@ -27,7 +27,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from experiment.config import Experiment
+from experiment.config import Experiment, default_metrics
 from experiment.samplers import SAMPLERS, SamplerInputs
 from experiment.status import NOT_COUNTED, ORPHANED, PRUNED, REFUSED, TOLD_AS_COMPLETE
 from search.feasibility import refusal
@@ -98,7 +98,8 @@ class FamilyStudy:
         self.sampler = sampler
         self.directions = [("minimize" if d == "min" else "maximize") for d in directions]
         self.modes = tuple(directions)
-        self.metric_names = tuple(metrics)
+        given = experiment.search.metrics or default_metrics(experiment.dataset.name)
+        self.metric_names = tuple(metrics) or tuple(given)
         self.owner = owner  # the experiment directory: which of the study's trials are ours
         self.budget = budget  # trials this search runs (refused points do not count)
         self.points = [dict(p) for p in points]
@@ -243,6 +244,16 @@ class FamilyStudy:
             self._set_attr(frozen.number, "status", ORPHANED)
             self._tell(frozen.number, None, TrialState.FAIL)
         return len(orphans)
+
+    def asked_after_results(self) -> tuple[int, int]:
+        """(trials asked after the first result was told, trials run): how much the sampler
+        could learn from what it had seen (from the study's start and complete times)."""
+        ran = [t for t in self._ours() if t.user_attrs.get("status") not in NOT_COUNTED]
+        ends = [t.datetime_complete for t in ran if t.datetime_complete is not None]
+        if not ends:
+            return 0, len(ran)
+        first = min(ends)
+        return sum(t.datetime_start is not None and t.datetime_start > first for t in ran), len(ran)
 
     def refused(self) -> int:
         """Points the compiler refused (never run): failed trials with status `refused`."""
