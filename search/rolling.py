@@ -76,8 +76,8 @@ class State:
 def train_rolling(config: Mapping[str, Any], experiment: Experiment, io: Any) -> None:
     """Train a rolling trial of `config[SLOTS]` slots to the end of the search's budget."""
     study: StudyLink = io.study
-    state, trainer = _restore(int(config[SLOTS]), experiment, io)
-    if trainer is not None:
+    state, trainer, restored = _restore(int(config[SLOTS]), experiment, io)
+    if restored:
         study.claim(io.trial_id, _keys(state, io.trial_id))
     schedule = _Schedule(experiment)
     while True:
@@ -189,8 +189,8 @@ def _report(
         io.report(result, folder)
 
 
-def _restore(size: int, experiment: Experiment, io: Any) -> tuple[State, Trainer | None]:
-    """The newest readable checkpoint's slots and trainer, else a fresh start."""
+def _restore(size: int, experiment: Experiment, io: Any) -> tuple[State, Trainer | None, bool]:
+    """The newest readable checkpoint's slots and trainer (and True), else a fresh start."""
     from search.trial import RESUME_ERRORS
 
     for path in io.paths:
@@ -202,14 +202,14 @@ def _restore(size: int, experiment: Experiment, io: Any) -> tuple[State, Trainer
                 )
                 points = [s.point for s in state.slots]
                 if not any(p is not None for p in points):
-                    return state, None
+                    return state, None, True
                 first = next(p for p in points if p is not None)
                 experiments = [experiment.with_values(p or first) for p in points]
                 trainer = Trainer(experiments, threads=io.threads)
                 trainer.load_checkpoint(Path(directory))
-                return state, trainer
+                return state, trainer, True
         except RESUME_ERRORS:
             continue
     if not math.isfinite(size) or size < 1:
         raise ConfigError(f"a rolling trial needs at least one slot, got {size}")
-    return State.fresh(size, experiment), None
+    return State.fresh(size, experiment), None, False

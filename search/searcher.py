@@ -97,6 +97,7 @@ class FamilySearcher(Searcher):
         if self.study.exhausted():  # the study counts the trials, so resumes count right
             return Searcher.FINISHED
         if self.rolling:
+            self.study.add_rolling(trial_id)
             return {SLOTS: self.population}
         if self.population == 1:
             return self.study.ask(trial_id)

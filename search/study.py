@@ -106,9 +106,13 @@ class FamilyStudy:
         self._study: optuna.Study | None = None
         self._storage: BaseStorage | None = None
         self.numbers: dict[str, int] = {}
+        self.rolling_trials: set[str] = set()  # Tune trials that ask their own members
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_study": None, "_storage": None}  # locks and connections
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__ = {"rolling_trials": set(), **state}  # saved before rolling trials existed
 
     @property
     def study(self) -> optuna.Study:
@@ -133,10 +137,9 @@ class FamilyStudy:
         its last snapshot by a driver that then died, they will never report (Tune resumes
         only the trials its snapshot holds). The others are counted from the study."""
         known = set(self.numbers.values())
-        rolling = {parse_key(key)[0] for key in self.numbers}  # its trials claim() their own
         for trial in ours:
-            if trial.user_attrs.get("tune_trial_id") in rolling and "member" in trial.user_attrs:
-                known.add(trial.number)
+            if trial.user_attrs.get("tune_trial_id") in self.rolling_trials:
+                known.add(trial.number)  # a rolling trial Tune resumes: it claim()s its own
             elif trial.state == TrialState.RUNNING and trial.number not in known:
                 self._set_attr(trial.number, "status", ORPHANED)
                 self._tell(trial.number, None, TrialState.FAIL)
@@ -181,6 +184,11 @@ class FamilyStudy:
             trial.set_user_attr("reason", reason)
             self._tell(trial.number, None, TrialState.FAIL)
         raise RuntimeError(f"the compiler refused {self.max_refusals} points in a row: {reason}")
+
+    def add_rolling(self, trial_id: str) -> None:
+        """A rolling trial starts (`search.rolling`): saved with the study, so that a resumed
+        driver leaves its running members for it to claim."""
+        self.rolling_trials.add(trial_id)
 
     def ask_member(self, trial_id: str, member: int) -> dict[str, float] | None:
         """A rolling trial's next point (`search.rolling`), None once the budget is spent."""
