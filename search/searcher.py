@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -29,8 +30,9 @@ class StudyHost:
     budget and the member names have one keeper, and a journal on the driver's disk (a URI
     storage's local mirror) is written by the driver's machine only. Calls run one at a time."""
 
-    def __init__(self, study: FamilyStudy) -> None:
+    def __init__(self, study: FamilyStudy, restored: bool = False) -> None:
         self.study = study
+        self.restored = restored  # began from the saved state: Tune's restore brings no news
 
     def call(self, method: str, *args: Any) -> Any:
         return getattr(self.study, method)(*args)
@@ -39,7 +41,10 @@ class StudyHost:
         return self.study
 
     def put(self, study: FamilyStudy) -> None:
-        self.study = study
+        """Tune's restore of the searcher: ignored when the host began from that state (the
+        trials may have asked and told since, and Tune's copy would forget it)."""
+        if not self.restored:
+            self.study = study
 
 
 def host_name() -> str:
@@ -47,10 +52,33 @@ def host_name() -> str:
     return f"infoae-study-{os.getpid()}"
 
 
-def start_host(study: FamilyStudy) -> Any:
+def start_host(study: FamilyStudy, experiment_path: str | None = None) -> Any:
+    """The study's actor on this node. With `experiment_path` (a resume), it begins from the
+    searcher state Tune saved there, if any: before Tune restores the searcher, resumed trials
+    may already ask and tell."""
+    restored = False
+    if experiment_path is not None:
+        saved = saved_study(Path(experiment_path))
+        if saved is not None:
+            study, restored = saved, True
     here = ray.get_runtime_context().get_node_id()
     pinned = NodeAffinitySchedulingStrategy(node_id=here, soft=False)
-    return StudyHost.options(name=host_name(), scheduling_strategy=pinned).remote(study)
+    actor = StudyHost.options(name=host_name(), scheduling_strategy=pinned)
+    return actor.remote(study, restored)
+
+
+def saved_study(experiment_path: Path) -> FamilyStudy | None:
+    """The study in the newest searcher state Tune saved in the experiment folder."""
+    saved = sorted(experiment_path.glob(Searcher.CKPT_FILE_TMPL.format("*")), key=os.path.getmtime)
+    for path in reversed(saved):
+        try:
+            with path.open("rb") as handle:
+                study = pickle.load(handle)
+        except (OSError, EOFError, pickle.UnpicklingError):
+            continue  # cut short by a kill: an older one
+        if isinstance(study, FamilyStudy):
+            return study
+    return None
 
 
 class Remote:

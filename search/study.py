@@ -197,6 +197,7 @@ class FamilyStudy:
     def claim(self, trial_id: str, keys: Sequence[str]) -> None:
         """A resumed rolling trial holds `keys`: its other running members were asked after
         its checkpoint and will never train: `orphaned`, not counted."""
+        _ = self.study  # opened: `numbers` holds what the storage holds
         held = set(keys)
         for key, number in list(self.numbers.items()):
             if parse_key(key)[0] != trial_id or key in held or self._finished(number):
@@ -208,6 +209,7 @@ class FamilyStudy:
     def rung(self, key: str, step: int, metrics: Mapping[str, Any]) -> bool:
         """Record `key`'s values at the rung `step` and say whether it stops there
         (`search.halving.stops` against every member of this search recorded at that rung)."""
+        _ = self.study  # opened: `numbers` holds what the storage holds
         names = self.metric_names
         values = [_finite_or_nan(metrics.get(name)) for name in names]
         attr = f"rung_{step}"
@@ -230,6 +232,7 @@ class FamilyStudy:
         """Tell the result of `key` (a trial id, or `member_key` of a population's member);
         one told before (a resumed search) is skipped. `names`: the objectives' metrics
         (default: the search's)."""
+        _ = self.study  # opened: `numbers` holds what the storage holds
         names = names or self.metric_names
         number = self.numbers.get(key)
         if number is None or self._finished(number):

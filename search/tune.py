@@ -142,7 +142,7 @@ def run_search(
     started = _start_ray(address, num_cpus)
     host = None
     try:
-        host = start_host(_study(plan))
+        host = start_host(_study(plan), plan.experiment_path if resume else None)
         trainable = tune.with_resources(
             tune.with_parameters(
                 run_trial,

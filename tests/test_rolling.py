@@ -30,7 +30,9 @@ TOLERANCE = 1e-5  # a member in a batched slot against its run alone (two matmul
 def longest_chain_front(points: list[tuple[float, ...]], modes: list[str]) -> list[int]:
     """Brute force: a point's non-dominated-sorting front is the length of the longest chain
     of points dominating one another above it (a characterisation, not the peeling)."""
-    oriented = [tuple(v if m == "min" else -v for v, m in zip(p, modes, strict=True)) for p in points]
+    oriented = [
+        tuple(v if m == "min" else -v for v, m in zip(p, modes, strict=True)) for p in points
+    ]
 
     @cache
     def depth(i: int) -> int:
