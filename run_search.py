@@ -163,10 +163,11 @@ def main_search(args: argparse.Namespace) -> int:
         except Exception as error:
             print(f"note: no dashboard written ({type(error).__name__}: {error})")
     summary = read_summary(plan, study.refused(), dashboard)
-    for line in summary.lines():
-        print(line)
     after, ran = study.asked_after_results()
-    print(f"the sampler proposed {after} of {ran} trials after it had seen a result")
+    lines = summary.lines()
+    lines.insert(1, f"the sampler proposed {after} of {ran} trials after it had seen a result")
+    for line in lines:
+        print(line)
     return 0 if summary.counts[OK] else 1
 
 

@@ -21,6 +21,7 @@ import yaml
 from experiment.typed_yaml import plain
 
 FINAL_FILE = "final.yaml"  # beside a trial's last checkpoint: its final metrics
+RESUME_ERRORS = (OSError, RuntimeError, KeyError, EOFError, ValueError)  # an unreadable one
 
 
 def trial_dirname(trial_id: str) -> str:

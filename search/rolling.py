@@ -191,8 +191,6 @@ def _report(
 
 def _restore(size: int, experiment: Experiment, io: Any) -> tuple[State, Trainer | None, bool]:
     """The newest readable checkpoint's slots and trainer (and True), else a fresh start."""
-    from search.trial import RESUME_ERRORS
-
     for path in io.paths:
         try:
             with io.open_checkpoint(path) as directory:
@@ -208,7 +206,7 @@ def _restore(size: int, experiment: Experiment, io: Any) -> tuple[State, Trainer
                 trainer = Trainer(experiments, threads=io.threads)
                 trainer.load_checkpoint(Path(directory))
                 return state, trainer, True
-        except RESUME_ERRORS:
+        except checkpoints.RESUME_ERRORS:
             continue
     if not math.isfinite(size) or size < 1:
         raise ConfigError(f"a rolling trial needs at least one slot, got {size}")

@@ -33,7 +33,7 @@ from search.rolling import train_rolling
 from training.members import group_key
 from training.trainer import Trainer
 
-RESUME_ERRORS = (OSError, RuntimeError, KeyError, EOFError, ValueError)
+RESUME_ERRORS = checkpoints.RESUME_ERRORS
 GROUP_FINAL = "group_final.yaml"  # in a finished group's folder: its members' final metrics
 
 

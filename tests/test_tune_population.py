@@ -96,13 +96,17 @@ def test_kills_during_each_population_lose_no_member(tmp_path: Path, refill: boo
             assert trial.user_attrs["status"] == "orphaned"
 
 
+@pytest.mark.parametrize("refill", [True, False], ids=["rolling", "fixed"])
 def test_each_member_is_a_row_a_study_trial_and_a_curve(
-    local_ray: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    local_ray: None, tmp_path: Path, capsys: pytest.CaptureFixture[str], refill: bool
 ) -> None:
-    summary, study = search(population_search("pop"), tmp_path)
+    summary, study = search(population_search("pop", refill), tmp_path)
     out = capsys.readouterr().out
     assert "note: search.population: 3 members per trial" in out
-    assert out.count("members together") == 2  # a line as each population starts
+    if refill:  # one Tune trial (max_concurrent 1) whose 3 slots train all 5 members
+        assert out.count("each slot refilled as its member ends") == 1
+    else:
+        assert out.count("members together") == 2  # a line as each population starts
     assert (
         sum(line.startswith("[") and "/5] " in line and "#" in line for line in out.splitlines())
         == 5
@@ -111,8 +115,9 @@ def test_each_member_is_a_row_a_study_trial_and_a_curve(
     rows = {row["trial_id"]: row for row in read_csv(home / "trials.csv")}
     assert len(rows) == NUM_SAMPLES and {r["status"] for r in rows.values()} == {"ok"}
     populations = {key.partition("#")[0] for key in rows}
-    assert len(populations) == 2  # two Tune trials
-    assert sorted(key.partition("#")[2] for key in rows) == ["0", "0", "1", "1", "2"]
+    assert len(populations) == (1 if refill else 2)  # Tune trials
+    numbers = ["0", "1", "2", "3", "4"] if refill else ["0", "0", "1", "1", "2"]
+    assert sorted(key.partition("#")[2] for key in rows) == numbers
 
     trials = study_trials(study)
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)

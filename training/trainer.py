@@ -38,6 +38,7 @@ from training.evaluation import evaluate_model
 from training.members import Member, apart, build_member, eval_generator, loss_form
 from training.mog import MOG_ENTROPY
 from training.optim import MemberAdam
+from training.refill import refill
 from training.runtime import machine_threads, resolve_device, torch_settings
 
 CHECKPOINT_FILE = "trainer.pt"
@@ -85,7 +86,7 @@ class Trainer:
         if disc_params:
             self.optimizers["discriminators"] = MemberAdam(disc_params, lr=t.discriminator_lr)
         self.train_config = t
-        self._datasets = datasets
+        self.datasets = datasets  # loaded once, for the members a refill brings (training.refill)
 
     def settings(self) -> Any:
         """torch's threads and TF32 for this trainer, restored when the block ends."""
@@ -95,30 +96,8 @@ class Trainer:
         return [m.status not in (DIVERGED, IDLE) for m in self.members]
 
     def replace(self, k: int, experiment: Experiment) -> None:
-        """Slot k holds a new member from now on, built as a run of its own would be: fresh
-        networks and discriminators from its seed, fresh Adam state, its own streams, step 0
-        (a rolling population's refill, `search.rolling`)."""
-        reason = apart(self.members[k].experiment, experiment)
-        if reason is not None:
-            raise ConfigError(f"{reason}: {experiment.name} cannot take a slot of this trainer")
-        with self.settings():
-            member = build_member(experiment, self.device, self._datasets)
-            self.model.copy_member_from(k, member.model)
-            for name, module in self.loss.divergences.items():
-                if name in member.discriminators:
-                    module.discriminator.copy_member_from(k, member.discriminators[name].net)
-        self.members[k] = member
-        for optimizer in self.optimizers.values():
-            optimizer.reset(k)
-        row = FamilyLoss.coefficient_row(loss_form(experiment), self.loss.terms)
-        self.base[k] = row.to(self.base)
-        self.loss.set_cap(k, experiment.objective.mi_upper_bound)
-        if self.dual is not None:
-            lagrangian, dual = experiment.compiled.lagrangian, experiment.objective.dual
-            self.dual.set_member(k, DualAscent([lagrangian], [dual], self.loss.terms))
-            self.loss.set_coefficients(self.dual.coefficients(self.base))
-        else:
-            self.loss.set_coefficients(self.base)
+        """Slot k holds a new member from now on (`training.refill`)."""
+        refill(self, k, experiment)
 
     # ----------------------------------------------------------------- training
 
