@@ -26,7 +26,7 @@ TUNE_FIELDS = {"time_total_s": 3.5, "training_iteration": 2, "trial_id": "abc_00
 
 def tune_result(done: bool) -> dict:
     """What Tune records of one report: the trial's result and Tune's own fields."""
-    return {**population_result(REPORTED, done, EXTRA), **TUNE_FIELDS}
+    return {**population_result(dict(enumerate(REPORTED)), done, EXTRA), **TUNE_FIELDS}
 
 
 def expected_members() -> list[Member]:
@@ -45,7 +45,7 @@ def test_a_population_result_round_trips_through_tunes_flattening() -> None:
 
 
 def test_the_trial_reports_nan_for_its_own_metrics_and_its_furthest_step() -> None:
-    result = population_result(REPORTED, False, EXTRA)
+    result = population_result(dict(enumerate(REPORTED)), False, EXTRA)
     assert math.isnan(result["nll"]) and math.isnan(result["mi"])
     assert result["status"] == status.POPULATION and result["step"] == 40
     assert "done" not in result and result["node_id"] == "n1"
