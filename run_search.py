@@ -21,6 +21,7 @@ analysis <- this file, which wires them together (and is the only one that sees 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -122,6 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         from analysis.suite import main as suite_main
 
         return suite_main(argv[1:])
+    if argv[:1] and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        hint = f" (search a file: search {argv[0]})" if argv[0].endswith((".yaml", ".yml")) else ""
+        print(
+            f"error: unknown command {argv[0]!r}; one of {', '.join(COMMANDS)}{hint}",
+            file=sys.stderr,
+        )
+        return 2
     if not any(arg in COMMANDS for arg in argv[:1]) and argv[:1] not in (["-h"], ["--help"]):
         argv = ["search", str(DEFAULT_EXPERIMENT), *argv]  # the newcomer's demo, with options
     args = build_parser().parse_args(argv)
@@ -137,9 +145,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def main_search(args: argparse.Namespace) -> int:
-    """`search`: 0 when trials finished ok, 1 when none did, 2 on a bad input."""
+    """`search`: 0 when trials finished ok, 1 when none did, 2 on a bad input or when a full
+    or read-only disk stopped it (then `--resume` completes it)."""
     from analysis.summary import read_summary
     from experiment.config import ConfigError, load_experiment
+    from experiment.files import fault_line, storage_fault
     from experiment.status import OK
     from search.tune import run_search
 
@@ -155,6 +165,14 @@ def main_search(args: argparse.Namespace) -> int:
         )
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # a full or read-only disk, however Ray wrapped it: one line
+        fault = storage_fault(error)
+        if fault is None and not isinstance(error, OSError):
+            raise
+        resume = shlex.join(["run_search.py", "search", str(args.experiment), "--resume"])
+        hint = f"; the search stopped: fix that, then `{resume}`" if fault else ""
+        print(f"error: {fault_line(fault or error)}{hint}", file=sys.stderr)
         return 2
     dashboard = ""
     if plan.trials_csv.is_file():
@@ -185,6 +203,7 @@ def write_dashboard(plan: SearchPlan, png: bool = False) -> Path:
 def main_train(args: argparse.Namespace) -> int:
     """`train`: exit 0 when trained, 1 when it diverged, 2 on a bad input."""
     from experiment.config import ConfigError, load_experiment
+    from experiment.files import fault_line
     from experiment.status import DIVERGED
     from training.data import DataError
     from training.run import train
@@ -202,6 +221,9 @@ def main_train(args: argparse.Namespace) -> int:
     except (ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # --out unwritable, a full disk
+        print(f"error: {fault_line(error)}", file=sys.stderr)
+        return 2
     if final.get("status") == DIVERGED:
         print(
             f"error: training diverged at step {final['diverged_step']} "
@@ -218,6 +240,7 @@ def main_analysis(args: argparse.Namespace) -> int:
     from analysis.report import write_comparison, write_report
     from analysis.results import ResultsError
     from experiment.config import ConfigError
+    from experiment.files import fault_line
 
     try:
         if args.command in ("report", "compare"):
@@ -237,6 +260,9 @@ def main_analysis(args: argparse.Namespace) -> int:
                 print(f"exported: {path}   (re-train: python run_search.py train {path})")
     except (ResultsError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # --out unwritable or a folder, a full disk
+        print(f"error: {fault_line(error)}", file=sys.stderr)
         return 2
     return 0
 

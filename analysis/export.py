@@ -18,6 +18,7 @@ import json
 import math
 import operator
 import re
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import yaml
 from analysis.pareto import knee, pareto_front
 from analysis.results import METRIC_COLUMNS, Results, ResultsError, load_results
 from experiment.config import Experiment
+from experiment.files import write_atomic
 
 PICKS = ("min-nll", "max-mi", "knee")  # and trial=ID
 FORMATS = ("yaml", "json")
@@ -153,10 +155,10 @@ def export(
         experiment = trial_experiment(results, row)
         about = provenance(results, row, reason)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render(experiment, about, fmt, path))
+        write_atomic(path, render(experiment, about, fmt, path))
         if fmt == "json":
             sidecar = path.with_name(path.name + ".provenance.json")
-            sidecar.write_text(json.dumps(about, indent=2) + "\n")
+            write_atomic(sidecar, json.dumps(about, indent=2) + "\n")
     return paths
 
 
@@ -173,8 +175,9 @@ def _paths(results: Results, rows: list[pd.Series], fmt: str, out: str | Path | 
 
 def retrain_command(results: Results, trial_id: str) -> str:
     """The two commands that re-train a trial from its recorded experiment."""
-    file = f"{results.name}-{trial_id}.yaml"
+    file = shlex.quote(f"{results.name}-{trial_id}.yaml")
+    location, pick = shlex.quote(str(results.location)), shlex.quote(f"trial={trial_id}")
     return (
-        f"python run_search.py export {results.location} --pick trial={trial_id} --out {file}"
+        f"python run_search.py export {location} --pick {pick} --out {file}"
         f" && python run_search.py train {file}"
     )

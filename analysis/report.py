@@ -32,6 +32,7 @@ from analysis.labels import mi_caption
 from analysis.pareto import excluded_counts, hypervolume, pareto_front
 from analysis.png import write_pngs
 from analysis.results import Results, ResultsError, load_curves, load_many
+from experiment.files import write_atomic
 
 QUESTIONS = {  # figure id -> the question it answers
     PARETO_DIV: "Which trials trade NLL for information best, and how sure is each MI value?",
@@ -198,6 +199,4 @@ def _write_page(out: Path, title: str, parts: list[str]) -> None:
         f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".tmp")
-    partial.write_text(page)
-    partial.replace(out)
+    write_atomic(out, page)

@@ -20,7 +20,13 @@ from typing import Any
 import pandas as pd
 
 from analysis.pareto import usable_mask
-from analysis.sources import ResultsError, local_copy, read_results, result_files
+from analysis.sources import (
+    ResultsError,
+    check_trials_csv,
+    local_copy,
+    read_results,
+    result_files,
+)
 from experiment.config import METRICS, ConfigError, Experiment, load_experiment
 from experiment.config import MI_BOUNDS as SIDES
 from experiment.status import UNFINISHED
@@ -91,6 +97,8 @@ def load_results(location: str | Path) -> Results:
         experiment = load_experiment(config)
     except ConfigError as error:
         raise ResultsError(str(error)) from None
+    if csv.is_file():
+        check_trials_csv(csv)
     trials = pd.read_csv(csv, dtype={"trial_id": str}) if csv.is_file() else pd.DataFrame()
     running = _unfinished_rows(directory, set(trials.get("trial_id", [])))
     if running:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from search import storage
+from search.torn import read_csv
 
 RESULT_FILE = "result.json"  # Tune's per-trial results, one JSON object per line
 TRIAL_PREFIX = "trial_"  # search.checkpoints.trial_dirname
@@ -55,6 +56,17 @@ def result_files(directory: Path) -> Iterator[tuple[str, Path]]:
         path = folder / RESULT_FILE
         if path.is_file():
             yield folder.name.removeprefix(TRIAL_PREFIX), path
+
+
+def check_trials_csv(path: Path) -> None:
+    """A ResultsError naming the first row of a trials.csv that does not parse (cut short by
+    a copy or a crash): its numbers would be read wrong. The driver repairs the file."""
+    _, _, problems = read_csv(path)
+    if problems:
+        raise ResultsError(
+            f"{path}: {problems[0]}; `run_search.py search FILE --resume` derives it again "
+            "from Tune's results"
+        )
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:

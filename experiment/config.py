@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
+from experiment.limits import check_counts, check_name
 from experiment.samplers import SAMPLERS
 from experiment.typed_yaml import apply_overrides, build, load_mapping, plain, set_dotted
 from objectives.compile import Compiled, compile_objective
@@ -198,25 +199,12 @@ def _split_preset_params(objective: Mapping[str, Any]) -> dict[str, Any]:
 def _validate(experiment: Experiment) -> None:
     """Cross-field checks; called by Experiment.__post_init__."""
     e = experiment
-    positive = {
-        "train.steps": e.train.steps,
-        "train.batch_size": e.train.batch_size,
-        "train.eval_every": e.train.eval_every,
-        "train.iw_samples": e.train.iw_samples,
-        "train.disc_steps": e.train.disc_steps,
-        "train.lr": e.train.lr,
-        "train.discriminator_lr": e.train.discriminator_lr,
-        "model.hidden": e.model.hidden,
-        "model.layers": e.model.layers,
-        "model.z_dim": e.model.z_dim,
-        "search.num_samples": e.search.num_samples,
-        "search.max_concurrent": e.search.max_concurrent,
-    }
+    check_name(e.name)
+    check_counts(e)  # every count within bounds before anything allocates (experiment.limits)
+    positive = {"train.lr": e.train.lr, "train.discriminator_lr": e.train.discriminator_lr}
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: must be > 0, got {value}")
-    if e.train.nll_train_size < 0:
-        raise ConfigError(f"train.nll_train_size: must be >= 0, got {e.train.nll_train_size}")
     if e.resources.cpu < 0 or e.resources.gpu < 0:
         raise ConfigError("resources: cpu and gpu must be >= 0")
     if e.resources.cpu == 0 and e.resources.gpu == 0:
@@ -235,8 +223,6 @@ def _validate(experiment: Experiment) -> None:
             raise ConfigError(
                 f"search.metrics: unknown metric {metric!r}; known: {', '.join(METRICS)}"
             )
-    if e.search.population != "auto" and e.search.population < 1:
-        raise ConfigError(f"search.population: must be >= 1 or auto, got {e.search.population}")
     if e.search.scheduler == "asha" and e.search.population not in (1, "auto"):
         raise ConfigError(
             "search.population: asha stops whole trials, and a population trial holds several "
@@ -248,8 +234,6 @@ def _validate(experiment: Experiment) -> None:
         raise ConfigError("search.scheduler: halving refills stopped members' slots; set refill")
     if e.search.scheduler == "asha" and len(e.search.metrics) != 1:
         raise ConfigError("search.scheduler: asha needs exactly one metric in search.metrics")
-    if not e.name or "/" in e.name:
-        raise ConfigError(f"name: must be a non-empty name without '/', got {e.name!r}")
     o = e.objective
     if o.preset is None and not o.lambdas:
         raise ConfigError("objective: give a `preset` or a Lagrangian with `lambdas`")

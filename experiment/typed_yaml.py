@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
+from experiment.safe_yaml import load_text, read_text
 from objectives.config import ConfigError
 
 _DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -30,10 +31,13 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: experiment file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
+    try:  # bounded: size, UTF-8, aliases, duplicate keys (experiment.safe_yaml)
+        data = load_text(read_text(path))
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    except ConfigError as error:
+        text = str(error)
+        raise ConfigError(text if text.startswith(str(path)) else f"{path}: {text}") from None
     if data is None:
         raise ConfigError(f"{path}: the file is empty; an experiment file needs at least a name")
     if not isinstance(data, dict):
@@ -49,9 +53,11 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
         if not sep or not key.strip():
             raise ConfigError(f"override {override!r}: expected dotted.key=value")
         try:
-            value = yaml.safe_load(text)
+            value = load_text(text)
         except yaml.YAMLError:
             value = text
+        except ConfigError as error:
+            raise ConfigError(f"override {override!r}: {error}") from None
         value = _number_or_same(value)
         set_dotted(data, key.strip(), value)
     return data

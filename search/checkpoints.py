@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from experiment.files import write_atomic
 from experiment.typed_yaml import plain
 
 FINAL_FILE = "final.yaml"  # beside a trial's last checkpoint: its final metrics
@@ -45,7 +46,7 @@ def candidates(trial_dir: Path | None, named: str | None) -> list[Path]:
 
 def write_final(directory: Path, metrics: Mapping[str, Any]) -> None:
     """Mark a checkpoint as the trial's last, with its final metrics."""
-    (Path(directory) / FINAL_FILE).write_text(yaml.safe_dump(plain(dict(metrics))))
+    write_atomic(Path(directory) / FINAL_FILE, yaml.safe_dump(plain(dict(metrics))))
 
 
 def read_final(directory: Path) -> dict[str, Any] | None:

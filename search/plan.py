@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from experiment.config import IMAGE_DATASETS, ConfigError, Experiment, load_experiment
+from experiment.files import write_atomic
 from experiment.samplers import SAMPLERS
 from search import storage
 from search.feasibility import check_compiles, enqueue_presets
@@ -140,6 +141,11 @@ def stored_experiment(experiment: Experiment, storage_root: str | None) -> Exper
     stored = load_experiment(path)
     given, kept = experiment.to_dict(), stored.to_dict()
     changed = [k for k in given if k not in ("storage", "search") and given[k] != kept[k]]
+    changed += [  # population: auto is kept resolved, as the number it chose
+        f"search.{k}"
+        for k, v in given["search"].items()
+        if v != kept["search"][k] and not (k == "population" and v == "auto")
+    ]
     if changed:
         print(f"note: resuming with {path}; changes to {', '.join(changed)} are ignored")
     return stored
@@ -152,7 +158,7 @@ def write_experiment(plan: SearchPlan) -> None:
         for stale in OWN_FILES:
             (plan.local_dir / stale).unlink(missing_ok=True)
     text = yaml.safe_dump(plan.experiment.to_dict(), sort_keys=False, allow_unicode=True)
-    (plan.local_dir / "experiment.yaml").write_text(text)
+    write_atomic(plan.local_dir / "experiment.yaml", text)
     plan.sync("experiment.yaml")
 
 

@@ -180,8 +180,10 @@ def _with_range(base: Param, spec: Any, where: str) -> Param:
 
 def _checked(param: Param, where: str) -> Param:
     if param.multiplier and param.low <= 0:
+        kind = "negative λ range" if param.low < 0 else "λ range"
+        starts = "" if param.low < 0 else " starts at 0"
         raise ConfigError(
-            f"{where}: negative λ range [{param.low:g}, {param.high:g}]: a Lagrange multiplier "
+            f"{where}: {kind} [{param.low:g}, {param.high:g}]{starts}: a Lagrange multiplier "
             "must stay > 0 (Definition 5)"
         )
     if param.low >= param.high:

@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 
 from experiment.config import Experiment, default_metrics
 from experiment.samplers import SAMPLERS, SamplerInputs
-from experiment.status import NOT_COUNTED, ORPHANED, PRUNED, REFUSED, TOLD_AS_COMPLETE
+from experiment.status import ERROR, NOT_COUNTED, ORPHANED, PRUNED, REFUSED, TOLD_AS_COMPLETE
 from search.feasibility import refusal
 from search.halving import stops
 from search.members import member_key, parse_key
@@ -235,11 +235,15 @@ class FamilyStudy:
         _ = self.study  # opened: `numbers` holds what the storage holds
         names = names or self.metric_names
         number = self.numbers.get(key)
-        if number is None or self._finished(number):
+        if number is None:
             return
-        self._set_attr(number, "status", status)
         values = [metrics.get(name) for name in names]
         usable = all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+        if self._finished(number):
+            if status in TOLD_AS_COMPLETE and usable:
+                self._retried(key, number, status, [float(v) for v in values])
+            return
+        self._set_attr(number, "status", status)
         if status in TOLD_AS_COMPLETE and usable:
             self._tell(number, [float(v) for v in values], TrialState.COMPLETE)
         elif status == PRUNED:  # Optuna keeps no values for a pruned multi-objective trial
@@ -247,6 +251,23 @@ class FamilyStudy:
             self._tell(number, None, TrialState.PRUNED)
         else:
             self._tell(number, None, TrialState.FAIL)
+
+    def _retried(self, key: str, number: int, status: str, values: list[float]) -> None:
+        """A trial told `error` that finished after all (Tune retries errored trials on
+        `--resume`, e.g. after a full disk): its result is added as a new COMPLETE trial of
+        the same point and key (a finished trial cannot be told again), which replaces the
+        failed one in the count."""
+        old = self.study.get_trials(deepcopy=False)[number]
+        if old.state != TrialState.FAIL or old.user_attrs.get("status") != ERROR:
+            return  # told before, e.g. a finished trial reported again on a resume
+        attrs = {**old.user_attrs, "status": status, "retry_of": number}
+        self.study.add_trial(
+            optuna.trial.create_trial(
+                params=old.params, distributions=old.distributions, values=values, user_attrs=attrs
+            )
+        )
+        retry = [t for t in self._ours() if t.user_attrs.get("retry_of") == number]
+        self.numbers[key] = retry[-1].number
 
     def fail_orphans(self) -> int:
         """Fail our trials still RUNNING after the search (asked, never run): how many."""
@@ -257,8 +278,7 @@ class FamilyStudy:
         return len(orphans)
 
     def asked_after_results(self) -> tuple[int, int]:
-        """(trials asked after the first result was told, trials run): how much the sampler
-        could learn from what it had seen (from the study's start and complete times)."""
+        """(trials asked after the first result was told, trials run): what the sampler saw."""
         ran = [t for t in self._ours() if t.user_attrs.get("status") not in NOT_COUNTED]
         ends = [t.datetime_complete for t in ran if t.datetime_complete is not None]
         if not ends:

@@ -12,12 +12,14 @@ and have no row: the Optuna study holds them. Each finished trial also prints on
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from experiment.config import IMAGE_DATASETS, METRICS
+from experiment.files import fault_error, fault_text, write_atomic
 from experiment.status import DIVERGED, ERROR, REFUSED, ROW_STATUSES
 from search.members import MEMBERS, SLOTS, Member, decode, final, member_key
 from search.plan import JOURNAL_FILE, SearchPlan
@@ -53,14 +55,14 @@ def read_rows(path: Path) -> dict[str, dict[str, str]]:
 
 
 def write_rows(path: Path, fields: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    """Write atomically: a reader never sees a half-written file."""
-    partial = path.with_suffix(".csv.tmp")
-    with partial.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(fields), extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _cell(v) for k, v in row.items()})
-    partial.replace(path)
+    """Write atomically: a reader never sees a half-written file, a full disk leaves the
+    last whole one."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(fields), extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+    write_atomic(path, text.getvalue())
 
 
 def _cell(value: Any) -> Any:
@@ -119,11 +121,20 @@ def ended_rows(plan: SearchPlan, trial: Any, result: Mapping[str, Any]) -> dict[
     return rows
 
 
-def _error_text(trial: Any) -> str:
+def _full_error(trial: Any) -> str:
+    """A failed trial's traceback text: Tune's error file in the driver's staging folder (it
+    reaches the storage later, or never on a full disk), else the storage's copy."""
+    path = getattr(trial, "error_file", None)
     try:
-        text = str(trial.get_error() or "")
+        if path and Path(path).is_file():
+            return Path(path).read_text(errors="replace")
+        return str(trial.get_error() or "")
     except Exception:  # the error file may be gone; the status says enough
-        text = ""
+        return ""
+
+
+def _error_text(trial: Any) -> str:
+    text = _full_error(trial)
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:300] if lines else "the trial raised (see its error.txt)"
 
@@ -147,13 +158,14 @@ class Ledger:
     def start(self, trial: Any) -> None:
         """A population trial trains for a while before its members' lines: say it started."""
         points = trial.config.get(MEMBERS)
+        keys = [member_key(trial.trial_id, k) for k in range(len(points or ()))]
         if SLOTS in trial.config:
             print(
                 f"[{len(self.rows):>3}/{self.plan.num_samples}] {trial.trial_id}  training "
                 f"{trial.config[SLOTS]} members at a time, each slot refilled as its member ends",
                 flush=True,
             )
-        elif points:
+        elif points and not all(key in self.rows for key in keys):  # not a finished one resumed
             print(
                 f"[{len(self.rows):>3}/{self.plan.num_samples}] {trial.trial_id}  training "
                 f"{len(points)} members together",
@@ -164,19 +176,29 @@ class Ledger:
         """Rows for the members of a rolling trial that ended in this result."""
         rows = {k: r for k, r in ended_rows(self.plan, trial, result).items() if k not in self.rows}
         if rows:
-            self._add(rows)
+            self._add(trial, rows)
+
+    def check_fault(self, trial: Any) -> None:
+        """A trial that failed on a full or read-only disk stops the search (an OSError)
+        before its failure is recorded: `--resume` trains it again once the disk is fixed."""
+        words = fault_text(_full_error(trial))
+        if words is not None:
+            raise fault_error(words, f"trial {trial.trial_id}'s storage ({self.plan.storage})")
 
     def finish(self, trial: Any) -> None:
         if self._recorded(trial):
             return
-        self._add(dict(trial_rows(self.plan, trial)))  # one per member of a population trial
+        self._add(trial, dict(trial_rows(self.plan, trial)))  # one per population member
 
-    def _add(self, rows: dict[str, dict[str, Any]]) -> None:
+    def _add(self, trial: Any, rows: dict[str, dict[str, Any]]) -> None:
         self.rows.update(rows)
         self._write()
         before = len(self.rows) - len(rows)
         for done, row in enumerate(rows.values(), start=before + 1):
-            print(format_line(self.plan, row, done), flush=True)
+            line = format_line(self.plan, row, done)
+            if row["status"] == ERROR and getattr(trial, "error_file", None):
+                line += f"  traceback: {trial.error_file}"  # Tune's console copy is off
+            print(line, flush=True)
         if self.after_trial is not None:
             try:  # the rows are saved: a failure here never loses a result
                 self.after_trial(self.plan)

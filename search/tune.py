@@ -24,7 +24,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 
 from experiment.config import ConfigError, Experiment
-from search import checkpoints
+from search import checkpoints, guards, lock, torn
 from search import trial as trial_body
 from search.members import SLOTS
 from search.plan import (
@@ -98,7 +98,11 @@ class Progress(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.ledger.finish(trial)
 
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.ledger.check_fault(trial)  # a full disk: stop now, before a retry fails again
+
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.ledger.check_fault(trial)
         self.ledger.finish(trial)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
@@ -123,15 +127,23 @@ def run_search(
         experiment = stored_experiment(experiment, storage_root)
     address = address or os.environ.get("RAY_ADDRESS")
     plan = plan_search(experiment, storage_root=storage_root, resume=resume, address=address)
+    guards.before_ray(plan, num_cpus, address)  # what could never run: one line, nothing written
     if plan.name != experiment.name:
         print(
             f"note: a search named {experiment.name} is already in {plan.storage}; this one is "
             f"{plan.name} (continue the earlier one with --resume)"
         )
-    if resume and not tune.Tuner.can_restore(plan.experiment_path):
-        raise ConfigError(f"--resume: no search to resume at {plan.experiment_path}")
     if address and not ray.is_initialized():
         check_reachable(address)  # in seconds, before anything is written
+    held = lock.acquire(plan.local_dir)  # one driver per experiment folder, or one line
+    for note in torn.repair(plan):  # files cut short, made whole before anything appends
+        print(note)
+    restore = resume and tune.Tuner.can_restore(plan.experiment_path)
+    if resume and not restore:  # the study and trials.csv hold what finished: Tune starts anew
+        print(
+            "note: Tune saved no whole state before the earlier driver stopped; starting it "
+            "again (trials that had not finished are asked again)"
+        )
     if not resume:
         write_experiment(plan)
     for line in announce(plan, resume):
@@ -152,7 +164,7 @@ def run_search(
             ),
             _resources(plan),
         )
-        if resume:
+        if restore:
             tuner = tune.Tuner.restore(
                 plan.experiment_path, trainable, resume_unfinished=True, resume_errored=True
             )
@@ -168,6 +180,7 @@ def run_search(
             ray.kill(host)
         if started:
             ray.shutdown()
+        held.release()
     plan.sync(JOURNAL_FILE)
     return plan, study
 
@@ -225,6 +238,7 @@ def _new_tuner(plan: SearchPlan, trainable: Any, after_trial: Any) -> tune.Tuner
 def _quiet_tune() -> None:
     """One line per trial is ours to print: Tune's tables, banners and snapshot warnings go."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter obeys verbose=0
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")  # our line names error.txt
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)  # resumes
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created ..."
@@ -257,4 +271,5 @@ def _resources(plan: SearchPlan) -> dict[str, float]:
         print(f"note: resources.gpu={gpu:g} but the Ray cluster has no GPU: trials run on CPU")
         gpu = 0.0
         cpu = cpu or 1.0
+    guards.check_fits([n["Resources"] for n in ray.nodes() if n.get("Alive")], cpu, gpu)
     return {"cpu": cpu, "gpu": gpu}

@@ -97,7 +97,7 @@ def test_the_plan_sizes_populations_for_the_gpus_trials_will_get(tmp_path: Path)
 
 
 def test_bad_population_values_fail_at_load_time_naming_the_key() -> None:
-    with pytest.raises(ConfigError, match="search.population: must be >= 1"):
+    with pytest.raises(ConfigError, match="search.population: must be > 0 or auto"):
         experiment(search={"population": 0})
     with pytest.raises(ConfigError, match="search.population: asha"):
         experiment(

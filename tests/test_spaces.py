@@ -192,7 +192,7 @@ def test_grid_points_cover_corners_and_middle() -> None:
         (
             {"family": "kl-infovae", "lambda2": {"low": 0, "high": 10}},
             None,
-            "space.lambda2: negative λ range [0, 10]",
+            "space.lambda2: λ range [0, 10] starts at 0",
         ),
         (
             {"params": {"objective.lambdas.KL(q(z)||p(z))": {"low": -5, "high": 1}}},

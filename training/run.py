@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from experiment.config import ConfigError, Experiment
+from experiment.files import write_atomic
 from training.evaluation import floor_note, sandwich_line
 from training.trainer import CHECKPOINT_FILE, Trainer
 
@@ -34,7 +35,7 @@ def train(experiment: Experiment, out_dir: Path | None = None, resume: bool = Fa
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         checkpoint = out_dir / "checkpoint"
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(experiment.to_dict(), sort_keys=False))
+        write_atomic(out_dir / "config.yaml", yaml.safe_dump(experiment.to_dict(), sort_keys=False))
         if resume and (checkpoint / CHECKPOINT_FILE).is_file():
             try:
                 trainer.load_checkpoint(checkpoint)
