@@ -249,6 +249,8 @@ def _validate(experiment: Experiment) -> None:
         raise ConfigError("objective: give a `preset` or a Lagrangian with `lambdas`")
     if o.preset is not None and o.lambdas:
         raise ConfigError("objective: give either `preset` or `lambdas`, not both")
+    if not isinstance(o.kernel_bandwidth, str) and o.kernel_bandwidth <= 0:
+        raise ConfigError(f"objective.kernel_bandwidth: must be > 0, got {o.kernel_bandwidth}")
     if o.mi_upper_bound is not None and o.mi_upper_bound <= 0:
         raise ConfigError("objective.mi_upper_bound: must be > 0 nats")
     if e.model.encoder == "implicit":

@@ -34,7 +34,9 @@ from objectives.networks import Discriminator, InfoAEModel
 from objectives.record import ForwardRecord, draw_noise, draw_order, gaussian_kl
 from objectives.stacked import StackedModel
 
-SHARED_SETTINGS = ("kernel", "js_gradient", "x_gradient")  # what members' losses must share
+SHARED_SETTINGS = (  # what members' losses must share
+    *("kernel", "kernel_bandwidth", "kernel_estimator", "js_gradient", "x_gradient"),
+)
 
 
 class StepLosses(NamedTuple):
@@ -94,7 +96,10 @@ class FamilyLoss(nn.Module):
             estimator = ESTIMATORS[name]
             if estimator.divergence == "MMD":
                 self.divergences[name] = MaximumMeanDiscrepancy(
-                    dims[estimator.variables], first.kernel
+                    dims[estimator.variables],
+                    first.kernel,
+                    first.kernel_bandwidth,
+                    first.kernel_estimator,
                 )
             elif estimator.divergence is not None:
                 nets = [d[name] for d in discriminators]

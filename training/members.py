@@ -88,6 +88,8 @@ SHARED: dict[str, Callable[[Experiment], Any]] = {
     "model": lambda e: e.model,
     "train": lambda e: e.train,
     "objective.kernel": lambda e: e.objective.kernel,
+    "objective.kernel_bandwidth": lambda e: e.objective.kernel_bandwidth,
+    "objective.kernel_estimator": lambda e: e.objective.kernel_estimator,
     "objective.js_gradient": lambda e: e.objective.js_gradient,
     "objective.x_gradient": lambda e: e.objective.x_gradient,
     "objective.mode": _dual_setting,  # and, under dual ascent, the constrained quantities
