@@ -86,6 +86,9 @@ def _dual_setting(e: Experiment) -> Any:
 SHARED: dict[str, Callable[[Experiment], Any]] = {
     "dataset": lambda e: e.dataset,
     "model": lambda e: e.model,
+    # the schedule is part of `train` (stated apart for the message): members' stacked
+    # parameters share one Adam parameter group, so one rate per step
+    "train.lr_schedule": lambda e: e.train.lr_schedule,
     "train": lambda e: e.train,
     "objective.kernel": lambda e: e.objective.kernel,
     "objective.kernel_bandwidth": lambda e: e.objective.kernel_bandwidth,

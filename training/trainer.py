@@ -38,6 +38,7 @@ from training.evaluation import evaluate_model
 from training.members import Member, apart, build_member, eval_generator, loss_form
 from training.mog import MOG_ENTROPY
 from training.runtime import machine_threads, resolve_device, torch_settings
+from training.schedule import check_same_schedule, lr_factor, schedule_state, set_learning_rates
 
 CHECKPOINT_FILE = "trainer.pt"
 CHECKPOINT_FORMAT = 2  # 1: the plain and population trainers' separate files (not read)
@@ -85,6 +86,7 @@ class Trainer:
             self.optimizers["discriminators"] = torch.optim.Adam(
                 disc_params, lr=t.discriminator_lr, fused=True
             )
+        self.base_lrs = {"model": t.lr, "discriminators": t.discriminator_lr}
         self.train_config = t
 
     def settings(self) -> Any:
@@ -107,6 +109,7 @@ class Trainer:
             for _ in range(n):
                 if not any(alive):
                     break
+                self._schedule_learning_rates()
                 for _ in range(self.train_config.disc_steps - 1):
                     self._discriminator_step(mask)
                 for k in self._step(alive, mask):
@@ -118,6 +121,12 @@ class Trainer:
         for member, steps in zip(self.members, taken, strict=True):
             member.timing[0] += seconds
             member.timing[1] += steps * self.train_config.batch_size
+
+    def _schedule_learning_rates(self) -> None:
+        """The rates of the update about to be taken, from the running members' step."""
+        step = max(m.step for m in self.members if m.status != DIVERGED)
+        t = self.train_config
+        set_learning_rates(self.optimizers, self.base_lrs, lr_factor(t.lr_schedule, step, t.steps))
 
     def _batch(self) -> Tensor:
         if len(self.members) == 1:
@@ -249,6 +258,7 @@ class Trainer:
             "divergences": self.loss.state_dict(),
             "optimizers": {g: o.state_dict() for g, o in self.optimizers.items()},
             "lambdas": self.dual.lambdas.clone() if self.dual is not None else None,
+            "lr_schedule": schedule_state(self.train_config),
             "members": [m.state_dict() for m in self.members],
             "experiments": [m.experiment.to_dict() for m in self.members],
         }
@@ -273,6 +283,7 @@ class Trainer:
                 f"{path} holds {len(state['members'])} members, this trainer has "
                 f"{len(self.members)}"
             )
+        check_same_schedule(state.get("lr_schedule"), schedule_state(self.train_config), path)
         self.model.load_state_dict(state["model"])
         self.loss.load_state_dict(state["divergences"])
         for group, optimizer in self.optimizers.items():
