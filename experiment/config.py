@@ -282,6 +282,11 @@ def _validate(experiment: Experiment) -> None:
         raise ConfigError(f"objective.kernel_bandwidth: must be > 0, got {o.kernel_bandwidth}")
     if o.mi_upper_bound is not None and o.mi_upper_bound <= 0:
         raise ConfigError("objective.mi_upper_bound: must be > 0 nats")
+    if o.mi_upper_bound_on == "distortion" and e.dataset.name != "mog":
+        raise ConfigError(
+            "objective.mi_upper_bound_on: distortion caps H(x) - distortion, and the data "
+            f"entropy H(x) is known for dataset mog only, not {e.dataset.name}; use rate"
+        )
     if e.model.encoder == "implicit":
         _validate_implicit_encoder(e)
     if o.mode == "lagrangian" and not o.dual.slack:

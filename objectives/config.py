@@ -77,6 +77,8 @@ class ObjectiveConfig:
     # score-function (Section 3.1, unbiased; InfoGAN on digits: nll 834-844 against 1207-1335
     # straight-through at 3000 steps) or straight-through (relaxed gradient, 14-24 % biased)
     x_gradient: Literal["straight-through", "score-function"] = "score-function"
-    mi_upper_bound: float | None = None  # paper 4.1: cap on the rate E KL(q(z|x)||p(z)), nats
+    mi_upper_bound: float | None = None  # paper 4.1: a cap on an MI estimate, nats
+    # which estimate (objectives.caps): the rate, or H(x) - distortion (App. C.1; mog only)
+    mi_upper_bound_on: Literal["rate", "distortion"] = "rate"
     mode: Literal["fixed", "lagrangian"] = "fixed"  # lagrangian: dual ascent on `dual.slack`
     dual: DualConfig = field(default_factory=DualConfig)

@@ -94,6 +94,7 @@ SHARED: dict[str, Callable[[Experiment], Any]] = {
     "objective.kernel_bandwidth": lambda e: e.objective.kernel_bandwidth,
     "objective.kernel_estimator": lambda e: e.objective.kernel_estimator,
     "objective.js_gradient": lambda e: e.objective.js_gradient,
+    "objective.mi_upper_bound_on": lambda e: e.objective.mi_upper_bound_on,
     "objective.x_gradient": lambda e: e.objective.x_gradient,
     "objective.mode": _dual_setting,  # and, under dual ascent, the constrained quantities
     "the loss terms": lambda e: tuple(loss_terms([loss_form(e)])),

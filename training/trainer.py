@@ -70,7 +70,9 @@ class Trainer:
             forms = [loss_form(e) for e in experiments]
             objectives = [e.objective for e in experiments]
             discriminators = [m.discriminators for m in self.members]
-            self.loss = FamilyLoss(forms, self.model, objectives, discriminators).to(self.device)
+            entropy = MOG_ENTROPY if first.dataset.name == "mog" else None  # H(x) for a cap
+            self.loss = FamilyLoss(forms, self.model, objectives, discriminators, entropy)
+            self.loss.to(self.device)
         self.base = self.loss.coefficients.clone()  # (K, T) at the members' own multipliers
         self.dual = None
         if first.objective.mode == "lagrangian":
