@@ -79,13 +79,17 @@ class Replicate:
     home: Path
 
 
-def load_replicate(path: Path, overrides: list[str] = (), storage: str | None = None) -> Replicate:
-    """Read a replicate file; every run's experiment is validated now (one `error:` line)."""
+def load_replicate(
+    path: Path, overrides: list[str] = (), storage: str | None = None, seeds: list[int] = ()
+) -> Replicate:
+    """Read a replicate file (`seeds`, when given, replace its own); every run's experiment is
+    validated now (one `error:` line)."""
     data = load_mapping(path)
     unknown = sorted(set(data) - {"replicate", "seeds", "table", "set", "groups"})
     if unknown:
         raise ConfigError(f"{path}: unknown key {unknown[0]!r} (see analysis/replicate.py)")
-    name, groups, seeds = data.get("replicate"), data.get("groups"), data.get("seeds", [0])
+    name, groups = data.get("replicate"), data.get("groups")
+    seeds = list(seeds) or data.get("seeds", [0])
     if not isinstance(name, str) or not name or not isinstance(groups, list) or not groups:
         raise ConfigError(f"{path}: give `replicate: NAME` and a list of `groups`")
     if data.get("table", "figure2") not in TABLES:
@@ -183,13 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage", help="results root (default: the experiments' storage)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
     parser.add_argument("--group", action="append", default=[], help="only this group's runs")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[], help="instead of the file's")
     parser.add_argument("--list", action="store_true", help="list the runs and their states")
     parser.add_argument("--tables", action="store_true", help="only write the tables")
     args = parser.parse_args(argv)
     try:
         if args.jobs < 1:
             raise ConfigError(f"--jobs: must be >= 1, got {args.jobs}")
-        replicate = load_replicate(args.file, args.overrides, args.storage)
+        replicate = load_replicate(args.file, args.overrides, args.storage, args.seeds)
         if args.list:
             for run in replicate.runs:
                 print(f"{run.state():12} {run.directory}")
