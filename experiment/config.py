@@ -10,6 +10,7 @@ objective is compiled when an `Experiment` is made (`Experiment.compiled`), once
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -52,10 +53,38 @@ DISC_STEPS = 1
 
 
 @dataclass(frozen=True)
+class LrScheduleConfig:
+    """`train.lr_schedule`: a factor on train.lr and train.discriminator_lr at each update
+    (training.schedule.lr_factor). Zhao et al.'s code: step, [10000, 100000], [0.1, 0.01]."""
+
+    kind: Literal["constant", "step", "cosine"] = "constant"
+    milestones: tuple[int, ...] = ()  # step: the updates from which each factor holds
+    factors: tuple[float, ...] = ()  # step: the factor from each milestone on (before: 1)
+    min_factor: float = 0.0  # cosine: the factor at its end
+    steps: int | None = None  # cosine: the updates it decays over (None: train.steps)
+
+    def __post_init__(self) -> None:
+        key = "train.lr_schedule"
+        if self.kind != "step" and (self.milestones or self.factors):
+            raise ConfigError(f"{key}: milestones and factors belong to kind: step")
+        if self.kind == "step" and (
+            not self.milestones or len(self.factors) != len(self.milestones)
+        ):
+            raise ConfigError(f"{key}.factors: kind step needs one factor per milestone")
+        if any(b <= a for a, b in itertools.pairwise((0, *self.milestones))):
+            raise ConfigError(f"{key}.milestones: must be increasing steps > 0")
+        if any(f <= 0 for f in self.factors) or not 0 <= self.min_factor <= 1:
+            raise ConfigError(f"{key}: factors must be > 0 and min_factor in [0, 1]")
+        if self.steps is not None and (self.kind != "cosine" or self.steps <= 0):
+            raise ConfigError(f"{key}.steps: a positive horizon of kind: cosine")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     steps: int = 2000  # optimiser steps of the model
     batch_size: int = 100
     lr: float = 1e-3  # Adam, model (p and q)
+    lr_schedule: LrScheduleConfig = field(default_factory=LrScheduleConfig)  # factor per step
     discriminator_lr: float = 1e-3  # Adam, each discriminator
     disc_steps: int = DISC_STEPS  # discriminator updates per model step (each on a fresh batch)
     eval_every: int = 500  # steps between evaluations (and checkpoints)
@@ -239,8 +268,15 @@ def _validate(experiment: Experiment) -> None:
         raise ConfigError("objective: give a `preset` or a Lagrangian with `lambdas`")
     if o.preset is not None and o.lambdas:
         raise ConfigError("objective: give either `preset` or `lambdas`, not both")
+    if not isinstance(o.kernel_bandwidth, str) and o.kernel_bandwidth <= 0:
+        raise ConfigError(f"objective.kernel_bandwidth: must be > 0, got {o.kernel_bandwidth}")
     if o.mi_upper_bound is not None and o.mi_upper_bound <= 0:
         raise ConfigError("objective.mi_upper_bound: must be > 0 nats")
+    if o.mi_upper_bound_on == "distortion" and e.dataset.name != "mog":
+        raise ConfigError(
+            "objective.mi_upper_bound_on: distortion caps H(x) - distortion, and the data "
+            f"entropy H(x) is known for dataset mog only, not {e.dataset.name}; use rate"
+        )
     if e.model.encoder == "implicit":
         _validate_implicit_encoder(e)
     if o.mode == "lagrangian" and not o.dual.slack:

@@ -64,7 +64,12 @@ class ObjectiveConfig:
     alpha1: float = 0.0  # coefficient of I_p(x;z) (Lagrangian form, no preset)
     alpha2: float = 0.0  # coefficient of I_q(x;z)
     lambdas: Mapping[str, float] = field(default_factory=dict)  # term -> multiplier
-    kernel: Literal["imq", "rbf"] = "imq"  # MMD kernel
+    # MMD (objectives.mmd, objectives.kernels): the kernel, its bandwidth c (a rule or a
+    # number) and the estimator. The defaults: docs/OBJECTIVES.md ("MMD: kernel, bandwidth,
+    # estimator"); the paper files use Zhao et al.'s code's rbf, dim-squared, biased
+    kernel: Literal["imq", "rbf"] = "imq"  # imq c/(c + D) or rbf (Gaussian) exp(-D/c)
+    kernel_bandwidth: Literal["dim-squared", "twice-dim", "median"] | float = "twice-dim"
+    kernel_estimator: Literal["unbiased", "biased"] = "unbiased"  # U- or V-statistic
     # JS on the model side (Section 3.4): minimax descends λ·JS itself (at the optimal
     # discriminator its gradient is λ ∇JS); non-saturating is the GAN heuristic (another game)
     js_gradient: Literal["minimax", "non-saturating"] = "minimax"
@@ -72,6 +77,8 @@ class ObjectiveConfig:
     # score-function (Section 3.1, unbiased; InfoGAN on digits: nll 834-844 against 1207-1335
     # straight-through at 3000 steps) or straight-through (relaxed gradient, 14-24 % biased)
     x_gradient: Literal["straight-through", "score-function"] = "score-function"
-    mi_upper_bound: float | None = None  # paper 4.1: cap on the rate E KL(q(z|x)||p(z)), nats
+    mi_upper_bound: float | None = None  # paper 4.1: a cap on an MI estimate, nats
+    # which estimate (objectives.caps): the rate, or H(x) - distortion (App. C.1; mog only)
+    mi_upper_bound_on: Literal["rate", "distortion"] = "rate"
     mode: Literal["fixed", "lagrangian"] = "fixed"  # lagrangian: dual ascent on `dual.slack`
     dual: DualConfig = field(default_factory=DualConfig)

@@ -19,7 +19,8 @@ divergence's gradient for the trainable sides, and, when it has one, its discrim
   theorem), so λ multiplies JS as the Lagrangian says. `non-saturating` is the GAN heuristic
   (each side tries to be taken for the other): stronger gradients early, but its gradient is
   not λ ∇JS, so λ then weighs a different divergence.
-- MMD² by the unbiased U-statistic (`objectives.mmd`); no discriminator.
+- MMD² by the unbiased U-statistic or the biased V-statistic (`objectives.mmd`), with the
+  bandwidth of `objectives.kernels`; no discriminator.
 
 `ADVERSARIAL` is the registry of adversarial kinds: a new one is one `Game` entry.
 """
@@ -34,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from objectives.mmd import KERNELS, default_kernel_scale, mmd_p_side_values, mmd_unbiased
+from objectives.kernels import bandwidth, fixed_bandwidth
+from objectives.mmd import ESTIMATORS, KERNELS, mmd_p_side_values, mmd_squared
 from objectives.networks import Discriminator
 from objectives.stacked import StackedMLP
 
@@ -170,19 +172,30 @@ class AdversarialDivergence(nn.Module):
 
 
 class MaximumMeanDiscrepancy(nn.Module):
-    """MMD²(q||p) by the unbiased U-statistic; differentiable in both sample sets."""
+    """MMD²(q||p) by the unbiased U-statistic (or the biased V-statistic), differentiable in
+    both sample sets; the bandwidth by a rule of `objectives.kernels` (default: c = 2 · dim)."""
 
-    def __init__(self, dim: int, kernel: Literal["imq", "rbf"] = "imq", scale: float | None = None):
+    def __init__(
+        self,
+        dim: int,
+        kernel: Literal["imq", "rbf"] = "imq",
+        bandwidth: str | float = "twice-dim",
+        estimator: Literal["unbiased", "biased"] = "unbiased",
+    ):
         super().__init__()
         assert kernel in KERNELS, f"kernel {kernel!r} is not one of {KERNELS}"
-        self.kernel = kernel
-        self.scale = default_kernel_scale(dim) if scale is None else scale
+        assert estimator in ESTIMATORS, f"estimator {estimator!r} is not one of {ESTIMATORS}"
+        self.kernel, self.bandwidth, self.estimator = kernel, bandwidth, estimator
+        self.scale = fixed_bandwidth(bandwidth, dim)  # None: the median, per batch
 
     def forward(
         self, q_samples: Tensor, p_samples: Tensor, per_sample: bool = False
     ) -> DivergenceOutput:
-        estimate = mmd_unbiased(q_samples, p_samples, self.kernel, self.scale)
+        scale = self.scale
+        if scale is None:
+            scale = bandwidth(self.bandwidth, q_samples.detach(), p_samples.detach())
+        estimate = mmd_squared(q_samples, p_samples, self.kernel, scale, self.estimator)
         p_values = None
         if per_sample:
-            p_values = mmd_p_side_values(q_samples, p_samples, self.kernel, self.scale)
+            p_values = mmd_p_side_values(q_samples, p_samples, self.kernel, scale, self.estimator)
         return DivergenceOutput(estimate, estimate, None, p_values)

@@ -27,14 +27,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from objectives.caps import capped_information
 from objectives.config import ObjectiveConfig
 from objectives.divergences import AdversarialDivergence, MaximumMeanDiscrepancy
 from objectives.estimators import ESTIMATORS, INFORMATION_TERMS, coefficients_of
 from objectives.networks import Discriminator, InfoAEModel
-from objectives.record import ForwardRecord, draw_noise, draw_order, gaussian_kl
+from objectives.record import ForwardRecord, draw_noise, draw_order
 from objectives.stacked import StackedModel
 
-SHARED_SETTINGS = ("kernel", "js_gradient", "x_gradient")  # what members' losses must share
+SHARED_SETTINGS = (  # what members' losses must share
+    *("kernel", "kernel_bandwidth", "kernel_estimator", "js_gradient", "x_gradient"),
+    "mi_upper_bound_on",
+)
 
 
 class StepLosses(NamedTuple):
@@ -75,6 +79,7 @@ class FamilyLoss(nn.Module):
         model: StackedModel,
         objectives: Sequence[ObjectiveConfig],
         discriminators: Sequence[Mapping[str, Discriminator]],
+        data_entropy: float | None = None,  # H(x), for a cap on H(x) - distortion
     ) -> None:
         super().__init__()
         assert len(forms) == len(objectives) == len(discriminators) == len(model), (
@@ -94,14 +99,20 @@ class FamilyLoss(nn.Module):
             estimator = ESTIMATORS[name]
             if estimator.divergence == "MMD":
                 self.divergences[name] = MaximumMeanDiscrepancy(
-                    dims[estimator.variables], first.kernel
+                    dims[estimator.variables],
+                    first.kernel,
+                    first.kernel_bandwidth,
+                    first.kernel_estimator,
                 )
             elif estimator.divergence is not None:
                 nets = [d[name] for d in discriminators]
                 self.divergences[name] = AdversarialDivergence(
                     estimator.divergence, nets, first.js_gradient
                 )
+        self.cap_on, self.data_entropy = first.mi_upper_bound_on, data_entropy
         reads = [ESTIMATORS[n].draws(model.implicit, self.x_gradient) for n in self.terms]
+        if self.cap_on == "distortion" and any(o.mi_upper_bound for o in objectives):
+            reads.append(("z_q",))  # the cap reads E_q[log p(x|z)] whatever the terms
         self.draws = draw_order(reads)
         self.noise_dims = {"z_q": model.noise_dim if model.implicit else model.z_dim}
         self.noise_dims |= {"z_p": model.z_dim, "x_p": model.x_dim}
@@ -182,8 +193,8 @@ class FamilyLoss(nn.Module):
             breakdown[name] = estimate.detach()
             model_loss = model_loss + columns[t] * surrogate
         if self.caps is not None:
-            rate = gaussian_kl(record.posterior.mean, record.posterior.logvar).mean(-1)
-            penalty = self.information_reward() * F.relu(rate - self.caps)
+            information = capped_information(record, self.cap_on, self.data_entropy)
+            penalty = self.information_reward() * F.relu(information - self.caps)
             breakdown["mi_upper_bound_penalty"] = penalty.detach()
             model_loss = model_loss + penalty
         if not model_loss.requires_grad:  # e.g. only constants: keep backward() well defined

@@ -219,7 +219,7 @@ def test_js_of_far_apart_distributions_is_log_two() -> None:
 def test_mmd_module_is_the_u_statistic_with_the_default_scale() -> None:
     q, p = _fresh(n=100)
     module = MaximumMeanDiscrepancy(1, "rbf")
-    assert module.scale == 2.0  # 2 · dim · σ², σ = 1 (WAE, InfoVAE)
+    assert module.scale == 2.0  # 2 · dim · σ², σ = 1 (WAE)
     torch.testing.assert_close(module(q, p).estimate, mmd_unbiased(q, p, "rbf", 2.0))
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from objectives.divergences import mmd_unbiased
+from objectives.mmd import mmd_unbiased
 
 
 def textbook(x: Tensor, y: Tensor, kernel: str, scale: float) -> Tensor:
@@ -16,7 +16,7 @@ def textbook(x: Tensor, y: Tensor, kernel: str, scale: float) -> Tensor:
 
     def k(a: Tensor, b: Tensor) -> Tensor:
         squared = torch.cdist(a, b).pow(2)
-        return scale / (scale + squared) if kernel == "imq" else torch.exp(-squared / (2 * scale))
+        return scale / (scale + squared) if kernel == "imq" else torch.exp(-squared / scale)
 
     n, m = len(x), len(y)
     k_xx, k_yy, k_xy = k(x, x), k(y, y), k(x, y)

@@ -226,3 +226,18 @@ def test_idle_slots_take_no_adam_step(tmp_path: Path) -> None:
     trainer.train_steps(4)
     steps = [int(s) for s in trainer.optimizers["model"].steps]
     assert steps == [4, 0, 4]
+
+
+def test_a_refilled_member_follows_its_own_learning_rate_schedule(tmp_path: Path) -> None:
+    from training.schedule import lr_factor
+
+    data = tiny("cosine", train={"steps": 60, "eval_every": 20, "device": "cpu"})
+    data["train"]["lr_schedule"] = {"kind": "cosine"}
+    experiment = experiment_from_dict(data)
+    trainer = Trainer([experiment] * 2, threads=1)
+    trainer.train_steps(5)
+    trainer.replace(1, experiment)
+    trainer.train_steps(1)  # the rates of this update: member 0 at its step 5, member 1 at 0
+    schedule, lr = experiment.train.lr_schedule, experiment.train.lr
+    assert trainer.optimizers["model"].lrs == [lr * lr_factor(schedule, 5, 60), lr]
+    assert [int(s) for s in trainer.optimizers["model"].steps] == [6, 1]

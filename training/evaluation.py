@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from objectives.divergences import mmd_unbiased
+from objectives.mmd import mmd_unbiased
 from objectives.networks import GaussianDecoder, InfoAEModel
 from training.information import barber_agakov
 from training.metrics import (

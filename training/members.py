@@ -86,9 +86,15 @@ def _dual_setting(e: Experiment) -> Any:
 SHARED: dict[str, Callable[[Experiment], Any]] = {
     "dataset": lambda e: e.dataset,
     "model": lambda e: e.model,
+    # the schedule is part of `train` (stated apart for the message): members' stacked
+    # parameters share one Adam parameter group, so one rate per step
+    "train.lr_schedule": lambda e: e.train.lr_schedule,
     "train": lambda e: e.train,
     "objective.kernel": lambda e: e.objective.kernel,
+    "objective.kernel_bandwidth": lambda e: e.objective.kernel_bandwidth,
+    "objective.kernel_estimator": lambda e: e.objective.kernel_estimator,
     "objective.js_gradient": lambda e: e.objective.js_gradient,
+    "objective.mi_upper_bound_on": lambda e: e.objective.mi_upper_bound_on,
     "objective.x_gradient": lambda e: e.objective.x_gradient,
     "objective.mode": _dual_setting,  # and, under dual ascent, the constrained quantities
     "the loss terms": lambda e: tuple(loss_terms([loss_form(e)])),

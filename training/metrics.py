@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from objectives.divergences import mmd_unbiased
+from objectives.mmd import mmd_unbiased
 from objectives.networks import LOG_2PI, DiagonalGaussian, standard_normal_log_prob
 from objectives.record import gaussian_kl
 from training.information import (

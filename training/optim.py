@@ -37,7 +37,8 @@ class MemberAdam:
         self.params = list(params)
         self.members = len(self.params[0])
         assert all(len(p) == self.members for p in self.params), "one member axis for all"
-        self.lr, self.betas, self.eps = lr, betas, eps
+        self.betas, self.eps = betas, eps
+        self.lrs = [lr] * self.members  # each member's rate (a schedule sets them per step)
         for p in self.params:
             p.grad = torch.zeros_like(p)
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
@@ -54,8 +55,20 @@ class MemberAdam:
         chosen = tuple(range(self.members)) if members is None else tuple(members)
         if not chosen:
             return
-        params, grads, exp_avg, exp_avg_sq, steps = self._lists(chosen)
         torch._foreach_add_([self.steps[k] for k in chosen], 1.0)
+        rates: dict[float, list[int]] = {}
+        for k in chosen:  # one kernel call per learning rate (almost always one)
+            rates.setdefault(self.lrs[k], []).append(k)
+        for lr, group in rates.items():
+            self._fused(tuple(group), lr)
+
+    @property
+    def lr(self) -> float:
+        """The rate when every member has the same (a plain run's)."""
+        return self.lrs[0]
+
+    def _fused(self, chosen: tuple[int, ...], lr: float) -> None:
+        params, grads, exp_avg, exp_avg_sq, steps = self._lists(chosen)
         torch._fused_adam_(
             params,
             grads,
@@ -63,7 +76,7 @@ class MemberAdam:
             exp_avg_sq,
             [],
             steps,
-            lr=self.lr,
+            lr=lr,
             beta1=self.betas[0],
             beta2=self.betas[1],
             weight_decay=0.0,
@@ -98,7 +111,7 @@ class MemberAdam:
             "exp_avg": [t.clone() for t in self.exp_avg],
             "exp_avg_sq": [t.clone() for t in self.exp_avg_sq],
             "steps": torch.stack(self.steps).cpu(),
-            "lr": self.lr,
+            "lrs": list(self.lrs),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -109,4 +122,4 @@ class MemberAdam:
                 mine.copy_(saved)
             for mine, saved in zip(self.steps, state["steps"], strict=True):
                 mine.copy_(saved)
-        self.lr = state["lr"]
+        self.lrs = list(state["lrs"])

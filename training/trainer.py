@@ -40,6 +40,7 @@ from training.mog import MOG_ENTROPY
 from training.optim import MemberAdam
 from training.refill import refill
 from training.runtime import machine_threads, resolve_device, torch_settings
+from training.schedule import check_same_schedule, lr_factor, schedule_state
 
 CHECKPOINT_FILE = "trainer.pt"
 CHECKPOINT_FORMAT = 3  # 2: torch.optim.Adam's state (one step count per tensor); 1: older
@@ -71,7 +72,9 @@ class Trainer:
             forms = [loss_form(e) for e in experiments]
             objectives = [e.objective for e in experiments]
             discriminators = [m.discriminators for m in self.members]
-            self.loss = FamilyLoss(forms, self.model, objectives, discriminators).to(self.device)
+            entropy = MOG_ENTROPY if first.dataset.name == "mog" else None  # H(x) for a cap
+            self.loss = FamilyLoss(forms, self.model, objectives, discriminators, entropy)
+            self.loss.to(self.device)
         self.base = self.loss.coefficients.clone()  # (K, T) at the members' own multipliers
         self.dual = None
         if first.objective.mode == "lagrangian":
@@ -85,6 +88,7 @@ class Trainer:
         disc_params = list(self.loss.divergences.parameters())
         if disc_params:
             self.optimizers["discriminators"] = MemberAdam(disc_params, lr=t.discriminator_lr)
+        self.base_lrs = {"model": t.lr, "discriminators": t.discriminator_lr}
         self.train_config = t
         self.datasets = datasets  # loaded once, for the members a refill brings (training.refill)
 
@@ -112,6 +116,7 @@ class Trainer:
             for _ in range(n):
                 if not any(alive):
                     break
+                self._schedule_learning_rates()
                 for _ in range(self.train_config.disc_steps - 1):
                     self._discriminator_step(mask)
                 for k in self._step(alive, mask):
@@ -124,6 +129,14 @@ class Trainer:
             if steps:
                 member.timing[0] += seconds
                 member.timing[1] += steps * self.train_config.batch_size
+
+    def _schedule_learning_rates(self) -> None:
+        """The rates of the update about to be taken, each member's from its own step (a
+        rolling population's members are at different steps)."""
+        t = self.train_config
+        factors = [lr_factor(t.lr_schedule, m.step, t.steps) for m in self.members]
+        for name, optimizer in self.optimizers.items():
+            optimizer.lrs = [self.base_lrs[name] * f for f in factors]
 
     def _batch(self) -> Tensor:
         if len(self.members) == 1:
@@ -257,6 +270,7 @@ class Trainer:
             "divergences": self.loss.state_dict(),
             "optimizers": {g: o.state_dict() for g, o in self.optimizers.items()},
             "lambdas": self.dual.lambdas.clone() if self.dual is not None else None,
+            "lr_schedule": schedule_state(self.train_config),
             "members": [m.state_dict() for m in self.members],
             "experiments": [m.experiment.to_dict() for m in self.members],
         }
@@ -281,6 +295,7 @@ class Trainer:
                 f"{path} holds {len(state['members'])} members, this trainer has "
                 f"{len(self.members)}"
             )
+        check_same_schedule(state.get("lr_schedule"), schedule_state(self.train_config), path)
         self.model.load_state_dict(state["model"])
         self.loss.load_state_dict(state["divergences"])
         for group, optimizer in self.optimizers.items():

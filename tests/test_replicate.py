@@ -1,0 +1,119 @@
+"""Seeded replicates (analysis/replicate.py): a tiny replicate runs, a second start re-trains
+nothing, an interrupted run resumes from its checkpoint to the same final numbers, and the
+tables' error bars and verdicts follow from the runs' own numbers. The shipped replicate
+files load, and one run of each of their groups trains a few steps."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import write_idx_dir
+
+from analysis.replicate import load_replicate, main, run_all
+from analysis.replicate_tables import figure2_verdicts, mean_se
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TINY = [
+    "train.steps=4",
+    "train.eval_every=2",
+    "model.hidden=8",
+    "dataset.train_size=200",
+    "dataset.test_size=40",
+    "train.nll_train_size=20",
+    "train.iw_samples=3",
+]
+
+
+def write_file(tmp_path: Path) -> Path:
+    base = yaml.safe_load((CONFIGS / "paper-4.1-mog-cpu.yaml").read_text())
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    spec = {
+        "replicate": "tiny",
+        "seeds": [0, 1],
+        "table": "figure2",
+        "set": {k: yaml.safe_load(v) for k, v in (i.split("=") for i in TINY)}
+        | {"storage": str(tmp_path)},
+        "groups": [
+            {"name": "elbo", "file": "base.yaml", "grid": {"objective.params.beta": [1.0]}},
+            {
+                "name": "beta",
+                "file": "base.yaml",
+                "grid": {"objective.params.beta": [0.5]},
+                "baseline": "elbo",
+            },
+        ],
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_a_replicate_runs_skips_what_is_done_and_resumes_what_was_cut(tmp_path: Path) -> None:
+    path = write_file(tmp_path)
+    assert main([str(path)]) == 0
+    replicate = load_replicate(path)
+    assert [r.state() for r in replicate.runs] == ["done"] * 4
+    assert [r.experiment.objective.params["beta"] for r in replicate.runs] == [1.0, 1.0, 0.5, 0.5]
+    stamps = [
+        (r.directory / "checkpoint" / "trainer.pt").stat().st_mtime_ns for r in replicate.runs
+    ]
+    run_all(replicate)  # nothing left to do
+    assert stamps == [
+        (r.directory / "checkpoint" / "trainer.pt").stat().st_mtime_ns for r in replicate.runs
+    ]
+    cut = replicate.runs[2].directory / "metrics.jsonl"
+    lines = cut.read_text().splitlines()
+    cut.write_text(lines[0] + "\n")  # as if killed after the first evaluation's line
+    assert replicate.runs[2].state() == "interrupted"
+    run_all(replicate)
+    final, again = json.loads(lines[-1]), json.loads(cut.read_text().splitlines()[-1])
+    final.pop("train_samples_per_s"), again.pop("train_samples_per_s")
+    assert again == final and replicate.runs[2].state() == "done"
+    runs = pd.read_csv(tmp_path / "tiny" / "runs.csv")
+    nll = runs[runs["group"] == "beta"]["nll"]
+    text = (tmp_path / "tiny" / "tables.md").read_text()
+    mean, se = statistics.mean(nll), statistics.stdev(nll) / math.sqrt(2)
+    assert f"{mean:.4g} ± {se:.2g}" in text and "4 done" in text
+
+
+def test_verdicts_follow_the_two_standard_error_rule() -> None:
+    rows = pd.DataFrame(
+        {
+            "group": ["base"] * 3 + ["a"] * 3 + ["b"] * 3,
+            "objective.params.beta": [1.0] * 9,
+            "nll": [100.0, 100.2, 99.8, 98.0, 98.1, 97.9, 99.9, 100.1, 100.3],
+            "nll_train": [90.0, 90.1, 89.9, 92.0, 92.1, 91.9, 90.0, 90.2, 90.1],
+        }
+    )
+    groups = {
+        "base": {"grid": {"objective.params.beta": [1.0]}},
+        "a": {"grid": {"objective.params.beta": [1.0]}, "baseline": "base"},
+        "b": {"grid": {"objective.params.beta": [1.0]}, "baseline": "base"},
+    }
+    table = figure2_verdicts(rows, groups).set_index("group")
+    assert table.loc["a", "nll verdict"] == "lower by > 2 SE"
+    assert table.loc["a", "nll_train verdict"] == "higher by > 2 SE"
+    assert table.loc["b", "nll verdict"] == "within 2 SE"
+    assert mean_se(pd.Series([1.0, 3.0])) == (2.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    "name", ["replicate-figure1-cpu", "replicate-figure2-cpu", "replicate-figure2-fashion-cpu"]
+)
+def test_the_shipped_replicates_load_and_each_group_trains(name: str, tmp_path: Path) -> None:
+    digits = write_idx_dir(tmp_path / "digits", train=200, test=60)
+    replicate = load_replicate(CONFIGS / f"{name}.yaml", [], str(tmp_path))
+    assert len({r.directory for r in replicate.runs}) == len(replicate.runs)
+    image = replicate.runs[0].experiment.dataset.name != "mog"
+    overrides = [*TINY, f"dataset.data_dir={digits}"] if image else TINY
+    tiny = load_replicate(CONFIGS / f"{name}.yaml", overrides, str(tmp_path))
+    firsts = {r.group: r for r in reversed(tiny.runs)}  # the first run of each group
+    for run in firsts.values():
+        run_all(tiny.__class__(tiny.name, tiny.table, tiny.groups, (run,), tiny.home))
+        assert run.state() == "done"
