@@ -76,9 +76,10 @@ class State:
 def train_rolling(config: Mapping[str, Any], experiment: Experiment, io: Any) -> None:
     """Train a rolling trial of `config[SLOTS]` slots to the end of the search's budget."""
     study: StudyLink = io.study
-    state, trainer, restored = _restore(int(config[SLOTS]), experiment, io)
-    if restored:
-        study.claim(io.trial_id, _keys(state, io.trial_id))
+    state, trainer = _restore(int(config[SLOTS]), experiment, io)
+    # the members this trial holds: any other still running was asked after its checkpoint
+    # (or its checkpoints are unreadable) and will never train
+    study.claim(io.trial_id, _keys(state, io.trial_id))
     schedule = _Schedule(experiment)
     while True:
         trainer = _fill(state, trainer, experiment, io)
@@ -189,25 +190,27 @@ def _report(
         io.report(result, folder)
 
 
-def _restore(size: int, experiment: Experiment, io: Any) -> tuple[State, Trainer | None, bool]:
-    """The newest readable checkpoint's slots and trainer (and True), else a fresh start."""
+def _restore(size: int, experiment: Experiment, io: Any) -> tuple[State, Trainer | None]:
+    """The newest readable checkpoint's slots and trainer, else a fresh start."""
     for path in io.paths:
         try:
             with io.open_checkpoint(path) as directory:
                 saved = yaml.safe_load((Path(directory) / STATE_FILE).read_text())
+                if not isinstance(saved, dict):
+                    raise ValueError(f"{STATE_FILE} in {path} is cut short")
                 state = State(
                     [Slot(**s) for s in saved["slots"]], saved["step"], saved["asked"], {}
                 )
                 points = [s.point for s in state.slots]
                 if not any(p is not None for p in points):
-                    return state, None, True
+                    return state, None
                 first = next(p for p in points if p is not None)
                 experiments = [experiment.with_values(p or first) for p in points]
                 trainer = Trainer(experiments, threads=io.threads)
                 trainer.load_checkpoint(Path(directory))
-                return state, trainer, True
+                return state, trainer
         except checkpoints.RESUME_ERRORS:
             continue
     if not math.isfinite(size) or size < 1:
         raise ConfigError(f"a rolling trial needs at least one slot, got {size}")
-    return State.fresh(size, experiment), None, False
+    return State.fresh(size, experiment), None

@@ -101,6 +101,8 @@ def trial_rows(plan: SearchPlan, trial: Any) -> list[tuple[str, dict[str, Any]]]
     size = None if points is None else len(points)
     rows = []
     for member in final(trial.last_result, size, error is not None):
+        if SLOTS in trial.config and member.index is None:
+            continue  # a rolling trial's rows are its members' (none reported yet: no row)
         key = member_key(trial.trial_id, member.index)
         config = trial.config if member.index is None else {}
         if points is not None and member.index is not None:

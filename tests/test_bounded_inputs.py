@@ -250,11 +250,12 @@ def test_search_changes_on_resume_are_said(
     home.mkdir(parents=True)
     stored = load_experiment(run_search.DEFAULT_EXPERIMENT, ["search.population=8"])
     (home / "experiment.yaml").write_text(yaml.safe_dump(stored.to_dict()))
-    given = load_experiment(run_search.DEFAULT_EXPERIMENT)  # population: auto, as it started
+    given = load_experiment(run_search.DEFAULT_EXPERIMENT, ["search.population=auto"])
     assert stored_experiment(given, str(tmp_path / "r")) == stored
     assert capsys.readouterr().out == ""  # auto resolved to 8 is no change
     changed = load_experiment(
-        run_search.DEFAULT_EXPERIMENT, ["search.num_samples=32", "search.sampler=random"]
+        run_search.DEFAULT_EXPERIMENT,
+        ["search.num_samples=32", "search.sampler=random", "search.population=8"],
     )
     stored_experiment(changed, str(tmp_path / "r"))
     out = capsys.readouterr().out
