@@ -30,6 +30,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/population.py
 	$(PY) bench/population_memory.py
 	$(PY) bench/demo_search.py
+	$(PY) bench/search_quality.py --quick
 
 clean:
 	rm -rf $(VENV) results

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from child import run_child  # noqa: E402
 
 CHILD = """
 import json, logging, sys, time
@@ -50,13 +52,7 @@ print(json.dumps({{"seconds": seconds, "csv": str(plan.trials_csv)}}))
 def timed_search(tree: Path, overrides: list[str], storage: Path) -> dict[str, float]:
     """One search of `tree`'s demo file in a fresh process (its Ray workers import `tree`)."""
     code = CHILD.format(overrides=overrides, storage=str(storage))
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=tree, env=env, capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"search failed in {tree} {overrides}:\n{done.stdout}{done.stderr}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_child(code, tree, f"search in {tree} {overrides}")
     with open(result["csv"], newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r["status"] == "ok"]
     return {

@@ -4,7 +4,9 @@ The table drives the experiment file's check (`experiment.config`: an unknown na
 `ConfigError` listing these), the search's `make_sampler` (`search.study`), the plan's grid
 size (`search.plan`) and the tests. A row says how to build the Optuna sampler from
 `optuna.samplers` and what the search must know of it; this layer does not import Optuna
-(the search passes the module in). A new sampler is one row (docs/ARCHITECTURE.md).
+(the search passes the module in); the wrapper that takes the model-based samplers out of a
+refused region (`experiment.refusals`) is imported only when one is built. A new sampler is
+one row (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -37,11 +39,14 @@ SAMPLERS: dict[str, Sampler] = {
         # constant_liar: points asked together (a population, concurrent trials) spread out
         Sampler(
             "tpe",
-            lambda o, a: o.TPESampler(
-                seed=a.seed,
-                multivariate=True,
-                constant_liar=True,
-                n_startup_trials=max(2, min(10, a.num_samples // 3)),
+            lambda o, a: _random_after_refusal(
+                o.TPESampler(
+                    seed=a.seed,
+                    multivariate=True,
+                    constant_liar=True,
+                    n_startup_trials=_startup(a.num_samples),
+                ),
+                a.seed,
             ),
         ),
         Sampler(
@@ -51,6 +56,26 @@ SAMPLERS: dict[str, Sampler] = {
             ),
         ),
         Sampler("random", lambda o, a: o.RandomSampler(seed=a.seed)),
+        # Gaussian-process BO (logEHVI): the trials still running enter its batch acquisition
+        # (qLogEHVI), so points asked together spread out without a liar (docs/SEARCH.md)
+        Sampler(
+            "gp",
+            lambda o, a: _random_after_refusal(
+                o.GPSampler(seed=a.seed, n_startup_trials=_startup(a.num_samples)), a.seed
+            ),
+        ),
         Sampler("grid", lambda o, a: o.GridSampler(dict(a.grid), seed=a.seed), grid=True),
     )
 }
+
+
+def _startup(num_samples: int) -> int:
+    """Random points before a model-based sampler models: a third of a small budget, 2 to 10."""
+    return max(2, min(10, num_samples // 3))
+
+
+def _random_after_refusal(sampler: Any, seed: int) -> Any:
+    """`sampler`, with the point after a refused one drawn at random (`experiment.refusals`)."""
+    from experiment.refusals import RandomAfterRefusal  # imports Optuna: only when built
+
+    return RandomAfterRefusal(sampler, seed)

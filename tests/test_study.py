@@ -39,17 +39,29 @@ def tiny(name: str, **sections: Any) -> dict[str, Any]:
 
 
 def family_study(
-    experiment: Experiment, tmp_path: Path, owner: str = "here", **kwargs: Any
+    experiment: Experiment,
+    tmp_path: Path,
+    owner: str = "here",
+    sampler: str = "random",
+    **kwargs: Any,
 ) -> FamilyStudy:
+    """A study of `experiment` on a journal in `tmp_path`, with the table's `sampler` built as a
+    search builds it (`make_sampler`: seeded, a grid sized by `search.num_samples`)."""
+    e = experiment.with_values({"search.sampler": sampler})
     return FamilyStudy(
         str(tmp_path / "optuna.journal"),
-        experiment,
-        parse_space(experiment),
-        optuna.samplers.RandomSampler(seed=0),
+        e,
+        parse_space(e),
+        make_sampler(plan_search(e, storage_root=str(tmp_path / "plan"))),
         ("min", "max"),
         owner=owner,
         **{"budget": 100, **kwargs},
     )
+
+
+# A "general sampler" test below runs for every row of the table: refusals, enqueued points
+# and resume are the search's, and each sampler must live with them.
+EVERY_SAMPLER = pytest.mark.parametrize("sampler", sorted(SAMPLERS))
 
 
 def trials(path: str) -> list[optuna.trial.FrozenTrial]:
@@ -86,15 +98,21 @@ def test_every_sampler_proposes_points_in_the_box(sampler: str, tmp_path: Path) 
     assert {t.state for t in trials(plan.study)} == {COMPLETE}
 
 
+@EVERY_SAMPLER
 def test_refused_points_are_told_as_failed_and_never_returned(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    sampler: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     def refuse_positive_alpha(experiment: Experiment, point: dict[str, float]) -> str | None:
         return "intractable: made up" if point["objective.params.alpha"] > 0 else None
 
     monkeypatch.setattr(study_module, "refusal", refuse_positive_alpha)
-    study = family_study(experiment_from_dict(tiny("refuse")), tmp_path)
-    configs = [study.ask(f"t{i}") for i in range(6)]
+    experiment = experiment_from_dict(tiny("refuse", search={"num_samples": 9}))  # grid: 3 x 3
+    study = family_study(experiment, tmp_path, sampler=sampler)
+    configs = []
+    for i in range(6):  # results told: the model-based samplers model past their start-up
+        configs.append(study.ask(f"t{i}"))
+        alpha = configs[-1]["objective.params.alpha"]  # better towards the refused side
+        study.tell(f"t{i}", "ok", {"nll": 2.0 - alpha, "mi": 1.0 + alpha}, ("nll", "mi"))
     assert all(c["objective.params.alpha"] <= 0 for c in configs)
     refused = [t for t in trials(study.study_url) if t.user_attrs.get("status") == "refused"]
     assert refused and all(t.state == FAIL for t in refused)
@@ -121,26 +139,33 @@ def test_statuses_reach_optuna_once(tmp_path: Path) -> None:
     assert by_key["error"].state == FAIL and by_key["error"].user_attrs["status"] == "error"
 
 
-def test_enqueued_points_come_first_and_once(tmp_path: Path) -> None:
+@EVERY_SAMPLER
+def test_enqueued_points_come_first_and_once(sampler: str, tmp_path: Path) -> None:
     experiment = experiment_from_dict(tiny("enqueue"))
-    point = {"objective.params.alpha": -0.5, "objective.params.lambda": 10.0}
-    study = family_study(experiment, tmp_path, points=[point])
+    point = {"objective.params.alpha": -1.0, "objective.params.lambda": 1.0}  # on the grid too
+    study = family_study(experiment, tmp_path, sampler=sampler, points=[point])
     assert study.ask("first") == point
-    again = family_study(experiment, tmp_path, points=[point])  # a resumed driver
+    again = family_study(experiment, tmp_path, sampler=sampler, points=[point])  # resumed
     assert again.ask("second") != point
 
 
-def test_a_pickled_study_continues_from_its_storage(tmp_path: Path) -> None:
-    """What Tune's searcher checkpoint holds: the mapping and settings, no open storage."""
-    study = family_study(experiment_from_dict(tiny("pickle")), tmp_path)
-    study.ask("a")
-    study.ask("b")
-    study.tell("a", "ok", {"nll": 1.0, "mi": 1.0}, ("nll", "mi"))
+@EVERY_SAMPLER
+def test_a_pickled_study_continues_from_its_storage(sampler: str, tmp_path: Path) -> None:
+    """What Tune's searcher checkpoint holds: the mapping and settings (the sampler with its
+    fitted state), no open storage."""
+    study = family_study(experiment_from_dict(tiny("pickle")), tmp_path, sampler=sampler)
+    for key, values in (("a", [1.0, 1.0]), ("b", [2.0, 2.0]), ("c", [1.5, 3.0])):
+        study.ask(key)
+        study.tell(key, "ok", {"nll": values[0], "mi": values[1]}, ("nll", "mi"))
+    study.ask("d")  # past the start-up: a model-based sampler has fitted its model
+    study.ask("e")
     restored = pickle.loads(pickle.dumps(study))
-    restored.tell("b", "ok", {"nll": 2.0, "mi": 2.0}, ("nll", "mi"))
+    restored.tell("d", "ok", {"nll": 2.5, "mi": 2.5}, ("nll", "mi"))
     restored.tell("a", "ok", {"nll": 5.0, "mi": 5.0}, ("nll", "mi"))  # already told: kept
-    by_key = {t.user_attrs["tune_trial_id"]: t.values for t in trials(study.study_url)}
-    assert by_key == {"a": [1.0, 1.0], "b": [2.0, 2.0]}
+    restored.ask("f")  # the restored sampler proposes from the study
+    by_key = {t.user_attrs["tune_trial_id"]: t for t in trials(study.study_url)}
+    assert by_key["a"].values == [1.0, 1.0] and by_key["d"].values == [2.5, 2.5]
+    assert by_key["e"].state == by_key["f"].state == optuna.trial.TrialState.RUNNING
 
 
 def test_orphans_are_failed_and_other_owners_trials_left_alone(tmp_path: Path) -> None:
@@ -156,10 +181,12 @@ def test_orphans_are_failed_and_other_owners_trials_left_alone(tmp_path: Path) -
     assert states["still-running-elsewhere"].state == optuna.trial.TrialState.RUNNING
 
 
-def test_a_resumed_study_forgets_what_its_snapshot_never_knew(tmp_path: Path) -> None:
+@EVERY_SAMPLER
+def test_a_resumed_study_forgets_what_its_snapshot_never_knew(sampler: str, tmp_path: Path) -> None:
     """The driver died after asking for "b" but before Tune's snapshot recorded it: "b" will
     never report, so it is failed as orphaned and the budget asks for a replacement."""
-    study = family_study(experiment_from_dict(tiny("budget")), tmp_path, budget=2)
+    experiment = experiment_from_dict(tiny("budget"))
+    study = family_study(experiment, tmp_path, sampler=sampler, budget=2)
     study.ask("a")
     snapshot = pickle.dumps(study)  # what Tune's last experiment snapshot holds
     study.ask("b")

@@ -23,11 +23,12 @@ import pytest
 import yaml
 from test_tune import tiny
 
+from experiment.samplers import SAMPLERS
 from search.study import STUDY_NAME, open_storage
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-NUM_SAMPLES = 5
+NUM_SAMPLES = 4  # a full grid of the tiny space (2 x 2), so every sampler runs as many
 
 
 def rows_of(path: Path) -> dict[str, dict[str, str]]:
@@ -73,11 +74,12 @@ def kill_when(command: list[str], ready: Callable[[], bool], what: str) -> None:
             os.killpg(driver.pid, signal.SIGKILL)  # Ray processes the dead driver left
 
 
-def test_three_kills_and_resumes_lose_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
+def test_three_kills_and_resumes_lose_nothing(sampler: str, tmp_path: Path) -> None:
     data = tiny(
         "resume",
         train={"steps": 400, "eval_every": 100},
-        search={"num_samples": NUM_SAMPLES, "max_concurrent": 1, "sampler": "tpe"},
+        search={"num_samples": NUM_SAMPLES, "max_concurrent": 1, "sampler": sampler},
     )
     path = tmp_path / "resume.yaml"
     path.write_text(yaml.safe_dump(data))

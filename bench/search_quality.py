@@ -1,0 +1,201 @@
+"""What a search finds per CPU-second: anytime hypervolume of (nll, mi), method by method.
+
+Runs each method on each space, one search after the other, each in a fresh process with its
+own local Ray started before its clock starts (bench/demo_search.py's way); a run's clock
+starts when its search starts. Every method of a space is scored against one reference point
+(`analysis.pareto.reference_point` over the usable trials of all its runs). A trial's time is
+when the Optuna journal says it was told (its `datetime_complete`), its steps its trials.csv
+`step`; a trial counts for the front when it ended `ok` (`analysis.pareto.usable_mask`).
+
+Methods (`--methods`, overrides beside `search.seed=<seed>`; the file's max_concurrent kept):
+- grid, random, tpe-seq, gp-seq: one configuration per Ray trial (`search.population=1`);
+- tpe-fixed: today's fixed populations (`search.refill=false`);
+- tpe-rolling, gp-rolling: rolling populations (`search.refill=true`), and the same with
+  multi-objective successive halving (`-halving`: `search.scheduler=halving`).
+A method whose overrides this tree does not know (a ConfigError) is skipped and says so.
+
+Spaces: infovae-2d (configs/quick.yaml, the demo) and lagrangian-4d
+(configs/lagrangian-mog.yaml: α2 and the λ of three divergence terms).
+
+Prints tables (hypervolume against seconds and against steps, mean over seeds; ratios each
+against grid and tpe-seq, mean [min-max] over seeds) to stderr, one JSON line to stdout, and
+writes <out>/search_quality.html (+ .png with a browser): hypervolume against seconds, one
+line per method, shaded over seeds.
+
+    python bench/search_quality.py [--quick] [--seeds 3] [--methods grid,tpe-seq] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from child import run_child  # noqa: E402
+from quality_curves import Spread, hv_ratio_at, reach_ratio, spread  # noqa: E402
+from quality_report import figure, run_json, run_table, write_figure  # noqa: E402
+from quality_runs import Run, read_run, score  # noqa: E402
+
+from experiment.config import ConfigError, load_experiment  # noqa: E402
+
+ONE_PER_TRIAL = ["search.population=1"]
+METHODS: dict[str, list[str]] = {
+    "grid": ["search.sampler=grid", *ONE_PER_TRIAL],
+    "random": ["search.sampler=random", *ONE_PER_TRIAL],
+    "tpe-seq": ["search.sampler=tpe", *ONE_PER_TRIAL],
+    "gp-seq": ["search.sampler=gp", *ONE_PER_TRIAL],
+    "tpe-fixed": ["search.sampler=tpe", "search.population=auto", "search.refill=false"],
+    "tpe-rolling": ["search.sampler=tpe", "search.population=auto", "search.refill=true"],
+    "tpe-rolling-halving": [
+        "search.sampler=tpe",
+        "search.population=auto",
+        "search.refill=true",
+        "search.scheduler=halving",
+    ],
+    "gp-rolling": ["search.sampler=gp", "search.population=auto", "search.refill=true"],
+    "gp-rolling-halving": [
+        "search.sampler=gp",
+        "search.population=auto",
+        "search.refill=true",
+        "search.scheduler=halving",
+    ],
+}
+QUICK_METHODS = ("grid", "tpe-seq", "tpe-fixed", "gp-rolling-halving")
+REFERENCES = ("grid", "tpe-seq")  # what every ratio is taken against
+AT_FRACTIONS = (0.5, 1.0)  # "hypervolume at equal wall time": parts of the reference's wall time
+# space -> (file, the grid's trials, everyone else's, --quick's overrides for all, --quick's
+# grid and others): the grid is a full grid (3^4 = 81 on the 4-D space: what makes it dear)
+SPACES = {
+    "infovae-2d": ("configs/quick.yaml", 16, 16, ["train.steps=600", "train.eval_every=300"], 9, 9),
+    "lagrangian-4d": (
+        "configs/lagrangian-mog.yaml",
+        81,
+        32,
+        ["train.steps=500", "train.eval_every=250"],
+        16,
+        12,
+    ),
+}
+
+CHILD = """
+import json, logging, sys, time
+sys.path[:0] = [".", "bench"]
+import ray
+from experiment.config import load_experiment
+from quality_runs import child_result
+from search.tune import run_search
+experiment = load_experiment({path!r}, {overrides!r})
+ray.init(address="local", num_cpus={cpus}, include_dashboard=False, logging_level=logging.WARNING)
+start = time.time()
+plan, study = run_search(experiment, storage_root={storage!r})
+print(json.dumps(child_result(plan, start, time.time())))
+"""
+
+
+def overrides_of(space: str, method: str, seed: int, quick: bool) -> list[str]:
+    path, grid_n, n, quick_set, quick_grid_n, quick_n = SPACES[space]
+    samples = (quick_grid_n if quick else grid_n) if method == "grid" else (quick_n if quick else n)
+    return [*METHODS[method], f"search.num_samples={samples}", f"search.seed={seed}"] + (
+        quick_set if quick else []
+    )
+
+
+def search(space: str, method: str, seed: int, quick: bool, storage: Path, cpus: int) -> Run:
+    path = SPACES[space][0]
+    overrides = overrides_of(space, method, seed, quick)
+    code = CHILD.format(path=path, overrides=overrides, storage=str(storage), cpus=cpus)
+    return read_run(method, seed, run_child(code, ROOT, f"{space} {method} seed {seed}"))
+
+
+def known(space: str, method: str) -> str | None:
+    """None when this tree accepts the method's overrides, else the override it does not."""
+    overrides = overrides_of(space, method, 0, False)
+    try:
+        load_experiment(ROOT / SPACES[space][0], overrides)
+    except ConfigError as error:
+        named = [o for o in overrides if f"{o.split('=')[0]}:" in str(error)]  # names its key
+        return named[0] if named else str(error)
+    return None
+
+
+def ratios(runs: dict[str, list[Run]], x: str) -> dict[str, dict[str, Spread]]:
+    """Per method, against each reference present, paired seed by seed: the `x` ("seconds"
+    or "steps") it needs to reach the reference's final hypervolume over what the reference
+    needs; with seconds also its hypervolume at 1/2 and 1 of the reference's wall time over
+    the reference's final one."""
+    table: dict[str, dict[str, Spread]] = {}
+    for method, mine in runs.items():
+        row: dict[str, Spread] = {}
+        for ref in REFERENCES:
+            theirs = {r.seed: r for r in runs.get(ref, [])}
+            pairs = [(m.curves[x], theirs[m.seed]) for m in mine if m.seed in theirs]
+            if not pairs:
+                continue
+            row[f"reach {ref}"] = spread([reach_ratio(m, r.curves[x]) for m, r in pairs])
+            if x == "seconds":
+                for f in AT_FRACTIONS:
+                    row[f"hv@{f:g}T {ref}"] = spread(
+                        [hv_ratio_at(m, r.curves[x], f, r.wall_s) for m, r in pairs]
+                    )
+        table[method] = row
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 seed, 4 methods, short runs")
+    parser.add_argument("--seeds", type=int, default=None, help="default 3 (--quick: 1)")
+    parser.add_argument("--methods", default=None, help=f"comma-separated of {', '.join(METHODS)}")
+    parser.add_argument("--spaces", default=",".join(SPACES))
+    parser.add_argument("--num-cpus", type=int, default=2, help="each search's local Ray")
+    parser.add_argument("--out", default=str(ROOT / "results" / "search-quality"))
+    args = parser.parse_args(argv)
+    seeds = args.seeds or (1 if args.quick else 3)
+    names = (
+        args.methods.split(",") if args.methods else list(QUICK_METHODS if args.quick else METHODS)
+    )
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, object] = {"quick": args.quick, "seeds": seeds, "spaces": {}}
+    scored: dict[str, dict[str, list[Run]]] = {}
+    runs_dir = out / "runs"  # every search's results (trials.csv, journal), kept to look at
+    shutil.rmtree(runs_dir, ignore_errors=True)
+    for space in args.spaces.split(","):
+        runs: dict[str, list[Run]] = {}
+        for method in names:
+            why = known(space, method)
+            if why is not None:
+                print(f"{space} {method}: skipped: {why} not in this tree", file=sys.stderr)
+                report.setdefault("skipped", {})[f"{space} {method}"] = why  # type: ignore[union-attr]
+                continue
+            for seed in range(seeds):
+                storage = runs_dir / space / method / str(seed)
+                run = search(space, method, seed, args.quick, storage, args.num_cpus)
+                runs.setdefault(method, []).append(run)
+                print(f"{space} {method} seed {seed}: {run.wall_s:.1f} s", file=sys.stderr)
+        reference = score(runs)
+        scored[space] = runs
+        seconds, steps = ratios(runs, "seconds"), ratios(runs, "steps")
+        print(run_table(space, runs, reference, seconds, steps), file=sys.stderr)
+        report["spaces"][space] = {  # type: ignore[index]
+            "reference": [float(v) for v in reference],
+            "methods": {m: run_json(rs, seconds[m], steps[m]) for m, rs in runs.items()},
+        }
+    written = write_figure(figure(scored), out)
+    print(f"figure: {written}", file=sys.stderr)
+    report["figure"] = written
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
