@@ -146,13 +146,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def main_search(args: argparse.Namespace) -> int:
     """`search`: 0 when trials finished ok, 1 when none did, 2 on a bad input or when a full
-    or read-only disk stopped it (then `--resume` completes it)."""
+    or read-only disk stopped it, 128 + the signal's number when SIGINT or SIGTERM stopped it
+    (in each of these two cases `--resume` completes it)."""
     from analysis.summary import read_summary
     from experiment.config import ConfigError, load_experiment
     from experiment.files import fault_line, storage_fault
     from experiment.status import OK
+    from search.interrupt import Interrupted
     from search.tune import run_search
 
+    resume = ["run_search.py", "search", str(args.experiment), "--resume"]
+    resume += ["--storage", args.storage] if args.storage else []
     try:
         experiment = load_experiment(args.experiment, args.overrides)
         plan, study = run_search(
@@ -166,12 +170,18 @@ def main_search(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as stop:  # Tune saved its state; nothing failed, nothing pruned
+        done, total = stop.finished, stop.plan.num_samples
+        print(f"interrupted: {done} of {total} finished, `{shlex.join(resume)}` continues")
+        return stop.exit_code
+    except KeyboardInterrupt:  # before Tune ran, or a second signal: every checkpoint stays
+        print(f"interrupted: `{shlex.join(resume)}` continues (when the search had begun)")
+        return 130
     except Exception as error:  # a full or read-only disk, however Ray wrapped it: one line
         fault = storage_fault(error)
         if fault is None and not isinstance(error, OSError):
             raise
-        resume = shlex.join(["run_search.py", "search", str(args.experiment), "--resume"])
-        hint = f"; the search stopped: fix that, then `{resume}`" if fault else ""
+        hint = f"; the search stopped: fix that, then `{shlex.join(resume)}`" if fault else ""
         print(f"error: {fault_line(fault or error)}{hint}", file=sys.stderr)
         return 2
     dashboard = ""
