@@ -155,8 +155,8 @@ def main_search(args: argparse.Namespace) -> int:
     from search.interrupt import Interrupted
     from search.tune import run_search
 
-    resume = ["run_search.py", "search", str(args.experiment), "--resume"]
-    resume += ["--storage", args.storage] if args.storage else []
+    resume = ["run_search.py", "search", str(args.experiment)]
+    resume += [*(["--storage", args.storage] if args.storage else []), "--resume"]
     try:
         experiment = load_experiment(args.experiment, args.overrides)
         plan, study = run_search(
