@@ -30,7 +30,30 @@ if TYPE_CHECKING:
     from search.plan import SearchPlan
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_EXPERIMENT = ROOT / "configs" / "quick.yaml"
+DEMO = Path("configs") / "quick.yaml"
+
+
+def shipped(path: Path) -> Path:
+    """`path` when it exists; else `configs/NAME.yaml` (or `NAME.yaml`) as shipped: beside
+    this file in a clone, or in the package `infoae_configs` an install carries (pyproject)."""
+    if path.exists() or path.parent not in (DEMO.parent, Path(".")):
+        return path
+    return _installed(path.name) or path
+
+
+def _installed(name: str) -> Path | None:
+    if (ROOT / DEMO.parent / name).is_file():
+        return ROOT / DEMO.parent / name
+    try:
+        from importlib.resources import files
+
+        copy = Path(str(files("infoae_configs") / name))
+    except ModuleNotFoundError:  # neither a clone nor an install
+        return None
+    return copy if copy.is_file() else None
+
+
+DEFAULT_EXPERIMENT = _installed(DEMO.name) or ROOT / DEMO  # the clone's, else the installed
 COMMANDS = ("search", "train", "report", "export", "compare", "explain", "suite")
 
 
@@ -38,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="run_search.py",
         description="Train and search the Information-Autoencoding family (α1, α2, λ). "
-        f"Without a sub-command: search {DEFAULT_EXPERIMENT.relative_to(ROOT)} (the demo).",
+        f"Without a sub-command: search {DEMO} (the demo).",
     )
     commands = parser.add_subparsers(dest="command")
 
@@ -133,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     if not any(arg in COMMANDS for arg in argv[:1]) and argv[:1] not in (["-h"], ["--help"]):
         argv = ["search", str(DEFAULT_EXPERIMENT), *argv]  # the newcomer's demo, with options
     args = build_parser().parse_args(argv)
+    if args.command in ("search", "train"):
+        args.experiment = shipped(args.experiment)  # an install's configs/NAME.yaml
     if args.command == "search":
         return main_search(args)
     if args.command == "train":
