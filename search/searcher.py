@@ -165,8 +165,8 @@ class FamilySearcher(Searcher):
             saved = saved["study"]
         try:
             host = ray.get_actor(host_name())
-        except ValueError:  # a blank searcher in a new driver: the study gets its host here
-            start_host(saved)
+        except ValueError:  # a blank searcher in a new driver: the study gets its host here,
+            self.host = start_host(saved)  # held: an actor lives while a handle does
             return
         ray.get(host.put.remote(saved))
 
