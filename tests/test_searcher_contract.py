@@ -28,7 +28,7 @@ from search.journal import owns
 from search.plan import plan_search
 from search.relocate import resumed
 from search.searcher import FamilySearcher, Generator, host_name, start_host
-from search.study import FamilyStudy, make_sampler
+from search.tune import _study as study_of  # the driver's own construction
 
 BUDGET = 3
 COMPLETE, FAIL = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
@@ -44,19 +44,6 @@ def local_ray() -> Iterator[None]:
 def plan_in(root: Path, resume: bool = False):
     data = tiny("contract", search={"num_samples": BUDGET, "sampler": "random"})
     return plan_search(experiment_from_dict(data), storage_root=str(root), resume=resume)
-
-
-def study_of(plan) -> FamilyStudy:
-    return FamilyStudy(
-        plan.study,
-        plan.experiment,
-        plan.space,
-        make_sampler(plan),
-        plan.modes,
-        owner=plan.name,
-        budget=plan.num_samples,
-        metrics=plan.metrics,
-    )
 
 
 @pytest.fixture
