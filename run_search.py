@@ -30,7 +30,30 @@ if TYPE_CHECKING:
     from search.plan import SearchPlan
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_EXPERIMENT = ROOT / "configs" / "quick.yaml"
+DEMO = Path("configs") / "quick.yaml"
+
+
+def shipped(path: Path) -> Path:
+    """`path` when it exists; else `configs/NAME.yaml` (or `NAME.yaml`) as shipped: beside
+    this file in a clone, or in the package `infoae_configs` an install carries (pyproject)."""
+    if path.exists() or path.parent not in (DEMO.parent, Path(".")):
+        return path
+    return _installed(path.name) or path
+
+
+def _installed(name: str) -> Path | None:
+    if (ROOT / DEMO.parent / name).is_file():
+        return ROOT / DEMO.parent / name
+    try:
+        from importlib.resources import files
+
+        copy = Path(str(files("infoae_configs") / name))
+    except ModuleNotFoundError:  # neither a clone nor an install
+        return None
+    return copy if copy.is_file() else None
+
+
+DEFAULT_EXPERIMENT = _installed(DEMO.name) or ROOT / DEMO  # the clone's, else the installed
 COMMANDS = ("search", "train", "report", "export", "compare", "explain", "suite")
 
 
@@ -38,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="run_search.py",
         description="Train and search the Information-Autoencoding family (α1, α2, λ). "
-        f"Without a sub-command: search {DEFAULT_EXPERIMENT.relative_to(ROOT)} (the demo).",
+        f"Without a sub-command: search {DEMO} (the demo).",
     )
     commands = parser.add_subparsers(dest="command")
 
@@ -133,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     if not any(arg in COMMANDS for arg in argv[:1]) and argv[:1] not in (["-h"], ["--help"]):
         argv = ["search", str(DEFAULT_EXPERIMENT), *argv]  # the newcomer's demo, with options
     args = build_parser().parse_args(argv)
+    if args.command in ("search", "train"):
+        args.experiment = shipped(args.experiment)  # an install's configs/NAME.yaml
     if args.command == "search":
         return main_search(args)
     if args.command == "train":
@@ -146,13 +171,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def main_search(args: argparse.Namespace) -> int:
     """`search`: 0 when trials finished ok, 1 when none did, 2 on a bad input or when a full
-    or read-only disk stopped it (then `--resume` completes it)."""
+    or read-only disk stopped it, 128 + the signal's number when SIGINT or SIGTERM stopped it
+    (in each of these two cases `--resume` completes it)."""
     from analysis.summary import read_summary
     from experiment.config import ConfigError, load_experiment
     from experiment.files import fault_line, storage_fault
     from experiment.status import OK
+    from search.interrupt import Interrupted
     from search.tune import run_search
 
+    resume = ["run_search.py", "search", str(args.experiment)]
+    resume += [*(["--storage", args.storage] if args.storage else []), "--resume"]
     try:
         experiment = load_experiment(args.experiment, args.overrides)
         plan, study = run_search(
@@ -166,12 +195,18 @@ def main_search(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as stop:  # Tune saved its state; nothing failed, nothing pruned
+        done, total = stop.finished, stop.plan.num_samples
+        print(f"interrupted: {done} of {total} finished, `{shlex.join(resume)}` continues")
+        return stop.exit_code
+    except KeyboardInterrupt:  # before Tune ran, or a second signal: every checkpoint stays
+        print(f"interrupted: `{shlex.join(resume)}` continues (when the search had begun)")
+        return 130
     except Exception as error:  # a full or read-only disk, however Ray wrapped it: one line
         fault = storage_fault(error)
         if fault is None and not isinstance(error, OSError):
             raise
-        resume = shlex.join(["run_search.py", "search", str(args.experiment), "--resume"])
-        hint = f"; the search stopped: fix that, then `{resume}`" if fault else ""
+        hint = f"; the search stopped: fix that, then `{shlex.join(resume)}`" if fault else ""
         print(f"error: {fault_line(fault or error)}{hint}", file=sys.stderr)
         return 2
     dashboard = ""

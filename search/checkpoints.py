@@ -3,16 +3,19 @@
 Tune restores a trial from the checkpoint its last experiment snapshot names, and that snapshot
 can lag several checkpoints behind the trial (it is written every few seconds), or name none
 when the trial started after it. So while a search runs every checkpoint is kept, and a trial
-resumes from the newest one on disk (`candidates`): finished work is not redone. When the
-search ends `prune` keeps only each trial's newest. Tune would delete old checkpoints before it
-rewrites the snapshot, and after a SIGKILL in between the snapshot could name a deleted one and
-`--resume` could not restore that trial.
+resumes from the newest one on disk (`candidates`): finished work is not redone. Tune would
+delete old checkpoints before it rewrites the snapshot (`num_to_keep`), and after a SIGKILL in
+between the snapshot could name a deleted one and `--resume` could not restore that trial.
+Every checkpoint Tune recorded stays after the search too: Tune's final snapshot names them
+all (`Result.best_checkpoints`), and a deleted one would be a dangling reference (issue 18).
+When a search finishes, `prune` deletes only those no Tune record names; an interrupted search
+prunes nothing.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +60,15 @@ def read_final(directory: Path) -> dict[str, Any] | None:
     return yaml.safe_load(path.read_text())
 
 
-def prune(experiment_path: str) -> int:
-    """Keep only each trial's newest checkpoint (local storage); returns how many went."""
+def prune(experiment_path: str, named: Collection[str]) -> int:
+    """Delete the checkpoints (local storage) that no Tune record names (`named`: the paths
+    in Tune's final snapshot), e.g. those a run killed before Tune recorded them left; returns
+    how many went. A trial's newest checkpoint always stays."""
+    keep = {Path(p).resolve() for p in named}
     removed = 0
     for trial in Path(experiment_path).glob("trial_*"):
         for old in sorted(trial.glob("checkpoint_*"))[:-1]:
-            shutil.rmtree(old, ignore_errors=True)
-            removed += 1
+            if old.resolve() not in keep:
+                shutil.rmtree(old, ignore_errors=True)
+                removed += 1
     return removed

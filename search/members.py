@@ -7,8 +7,14 @@ the member `None`, named by its trial id alone.
 
 The result a population trial reports is built by `population_result`: the members as
 `{"members": {"0": metrics, "1": ...}}` (string keys: Tune's loggers flatten a mapping into
-one scalar per member and metric, `members/0/nll`, where a list would be refused) and NaN
-for the trial's own metrics (Tune checks that the searcher's metrics are present). Tune hands
+one scalar per member and metric, `members/0/nll`, where a list would be refused) and, as the
+trial's own top-level metrics, those of its best member so far by the search's first
+objective (`best_member`: its number, `best_config`: its point, `status`: its status), so
+that Ray's own tools (`ResultGrid.get_best_result`, `ExperimentAnalysis.get_best_trial`,
+`get_dataframe(filter_metric=...)`) read a population trial as its best configuration: never
+NaN once a member has a finite value. "So far" for a rolling trial is over every member it
+has ended, remembered in its checkpoint (`search.rolling`); a fixed population reports all
+of its members every time. Every member's own row is still its own (trials.csv). Tune hands
 searchers that flattened form and writes the nested one to result.json; `decode` reads both,
 for a point's result too, so the searcher, trials.csv and the analysis see one list of
 `Member`s (the flow of one search: docs/ARCHITECTURE.md).
@@ -28,6 +34,7 @@ MEMBERS = "members"  # the config and result key of a population trial
 SLOTS = "slots"  # the config key of a rolling population trial: members it trains at once
 SEPARATOR = "#"  # between the Tune trial id and the member's index in a member's key
 _OWN = ("status", "step")  # a member's own fields, never taken from the trial's result
+BEST = ("best_member", "best_config")  # the trial's summary of its best member: not shared
 
 
 @dataclass(frozen=True)
@@ -57,16 +64,51 @@ def point_of(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 
 def population_result(
-    members: Mapping[int, Mapping[str, Any]], done: bool, extra: Mapping[str, Any]
+    members: Mapping[int, Mapping[str, Any]],
+    done: bool,
+    extra: Mapping[str, Any],
+    rank: tuple[str, str] = ("nll", "min"),
+    best: tuple[int, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The result a population trial reports: members' latest metrics under `members`, by
     member number (all of a fixed population; a rolling one's reports only those training or
-    just ended), NaN for the trial's own metrics, the furthest member's step, and `extra`."""
+    just ended), as its own metrics those of the best of them and of `best` (a member reported
+    earlier) by `rank` (metric, mode) (NaN while none has a finite value), the furthest
+    member's step, and `extra`."""
     step = max((int(m.get("step", 0)) for m in members.values()), default=0)
     report = {str(k): dict(m) for k, m in sorted(members.items())}
-    result = {**dict.fromkeys(METRICS, math.nan), MEMBERS: report}
+    top = best_member({**dict([best] if best else []), **members}, rank)
+    result: dict[str, Any] = {**dict.fromkeys(METRICS, math.nan), MEMBERS: report}
     result |= {"status": POPULATION, "step": step, **extra}
+    if top is not None:
+        index, metrics = top
+        result |= {m: metrics.get(m, math.nan) for m in METRICS}
+        result |= {"status": str(metrics.get("status") or POPULATION), BEST[0]: index}
+        result[BEST[1]] = point_of(metrics)
     return result | ({"done": True} if done else {})
+
+
+def rank_of(experiment: Any) -> tuple[str, str]:
+    """The search's first objective (metric, mode): what a population trial's best means."""
+    return experiment.search.metrics[0], experiment.search.modes[0]
+
+
+def best_member(
+    members: Mapping[int, Mapping[str, Any]], rank: tuple[str, str]
+) -> tuple[int, dict[str, Any]] | None:
+    """(number, metrics) of the member best by `rank` (metric, mode), None when no member
+    has a finite value of it; ties go to the lower number."""
+    metric, mode = rank
+    sign = 1.0 if mode == "min" else -1.0
+    scored = [
+        (sign * float(m[metric]), k, dict(m))
+        for k, m in members.items()
+        if isinstance(m.get(metric), int | float) and math.isfinite(m[metric])
+    ]
+    if not scored:
+        return None
+    _, index, metrics = min(scored, key=lambda s: (s[0], s[1]))
+    return index, metrics
 
 
 def decode(result: Mapping[str, Any] | None, size: int | None = None) -> list[Member]:
@@ -78,7 +120,8 @@ def decode(result: Mapping[str, Any] | None, size: int | None = None) -> list[Me
     if MEMBERS not in record and size is None:
         metrics = {k: v for k, v in record.items() if k != "status"}
         return [Member(None, metrics, str(record.get("status") or ""))]
-    shared = {k: v for k, v in record.items() if k not in (MEMBERS, *METRICS, *_OWN)}
+    own = (MEMBERS, *METRICS, *_OWN)
+    shared = {k: v for k, v in record.items() if k not in own and k.split("/")[0] not in BEST}
     reported = {int(k): dict(m) for k, m in record.get(MEMBERS, {}).items()}
     indices = range(size) if size is not None else sorted(reported)
     members = []

@@ -36,7 +36,7 @@ from experiment.status import DIVERGED, IDLE, OK, PRUNED, REFUSED, RUNNING
 from experiment.typed_yaml import plain
 from search import checkpoints
 from search.halving import rungs
-from search.members import SLOTS, member_key, population_result
+from search.members import SLOTS, best_member, member_key, population_result, rank_of
 from training.trainer import Trainer
 
 STATE_FILE = "rolling.yaml"  # beside trainer.pt in each checkpoint: the slot table
@@ -65,6 +65,7 @@ class State:
     step: int = 0  # the trial's own clock, in training steps
     asked: int = 0  # members asked so far: the next one's number
     ended: dict[int, dict[str, Any]] = field(default_factory=dict)  # since the last report
+    best: list[Any] | None = None  # [number, metrics] of the best member ended so far
 
     @classmethod
     def fresh(cls, size: int, experiment: Experiment) -> State:
@@ -113,8 +114,8 @@ def train_rolling(config: Mapping[str, Any], experiment: Experiment, io: Any) ->
             trainer.members[k].status = IDLE
             slot.member, slot.point = None, None
         trainer = _fill(state, trainer, experiment, io)
-        _report(state, trainer, latest, io, done=False)
-    _report(state, trainer, {}, io, done=True)
+        _report(state, trainer, latest, io, rank_of(experiment), done=False)
+    _report(state, trainer, {}, io, rank_of(experiment), done=True)
 
 
 class _Schedule:
@@ -174,16 +175,26 @@ def _keys(state: State, trial_id: str) -> list[str]:
 
 
 def _report(
-    state: State, trainer: Trainer | None, latest: dict[int, dict[str, Any]], io: Any, done: bool
+    state: State,
+    trainer: Trainer | None,
+    latest: dict[int, dict[str, Any]],
+    io: Any,
+    rank: tuple[str, str],
+    done: bool,
 ) -> None:
     members = {**latest, **state.ended}
-    result = population_result(members, done, io.extra)
-    state.ended = {}
+    best = (int(state.best[0]), state.best[1]) if state.best else None
+    result = population_result(members, done, io.extra, rank, best)
+    ended = best_member({**dict([best] if best else []), **state.ended}, rank)
+    state.best = list(ended) if ended else None  # the trial's best member, in its checkpoint
     with tempfile.TemporaryDirectory() as directory:
         folder = Path(directory)
         if trainer is not None:
             trainer.save_checkpoint(folder)
+        # with the members this report ends: a driver stopped before it read the report
+        # gets them again from the trial resumed from this checkpoint (rows are kept once)
         saved = asdict(state)
+        state.ended = {}
         (folder / STATE_FILE).write_text(yaml.safe_dump(plain(saved)))
         if done:
             checkpoints.write_final(folder, result)
@@ -198,9 +209,9 @@ def _restore(size: int, experiment: Experiment, io: Any) -> tuple[State, Trainer
                 saved = yaml.safe_load((Path(directory) / STATE_FILE).read_text())
                 if not isinstance(saved, dict):
                     raise ValueError(f"{STATE_FILE} in {path} is cut short")
-                state = State(
-                    [Slot(**s) for s in saved["slots"]], saved["step"], saved["asked"], {}
-                )
+                slots = [Slot(**s) for s in saved["slots"]]
+                ended = {int(k): v for k, v in (saved.get("ended") or {}).items()}
+                state = State(slots, saved["step"], saved["asked"], ended, saved.get("best"))
                 points = [s.point for s in state.slots]
                 if not any(p is not None for p in points):
                     return state, None

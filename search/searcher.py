@@ -7,17 +7,20 @@ lives in a `StudyHost` actor on the driver's node, which the rolling trials reac
 
 from __future__ import annotations
 
+import copy
 import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs
 import ray
-from ray.tune.search import Searcher
+from ray.tune.search import Searcher, SearchGenerator
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from search.members import MEMBERS, SLOTS, final, member_key
+from search.relocate import resumed
 from search.study import FamilyStudy
 
 # --------------------------------------------------------------------------- the study's host
@@ -42,9 +45,10 @@ class StudyHost:
 
     def put(self, study: FamilyStudy) -> None:
         """Tune's restore of the searcher: ignored when the host began from that state (the
-        trials may have asked and told since, and Tune's copy would forget it)."""
+        trials may have asked and told since, and Tune's copy would forget it); else its
+        progress, on this driver's paths (`search.relocate`)."""
         if not self.restored:
-            self.study = study
+            self.study, self.restored = resumed(study, self.study), True
 
 
 def host_name() -> str:
@@ -59,8 +63,8 @@ def start_host(study: FamilyStudy, experiment_path: str | None = None) -> Any:
     restored = False
     if experiment_path is not None:
         saved = saved_study(Path(experiment_path))
-        if saved is not None:
-            study, restored = saved, True
+        if saved is not None:  # its progress; the paths are this driver's (a moved folder)
+            study, restored = resumed(saved, study), True
     here = ray.get_runtime_context().get_node_id()
     pinned = NodeAffinitySchedulingStrategy(node_id=here, soft=False)
     actor = StudyHost.options(name=host_name(), scheduling_strategy=pinned)
@@ -76,6 +80,7 @@ def saved_study(experiment_path: Path) -> FamilyStudy | None:
                 study = pickle.load(handle)
         except (OSError, EOFError, pickle.UnpicklingError):
             continue  # cut short by a kill: an older one
+        study = study.get("study") if isinstance(study, dict) else study  # see save
         if isinstance(study, FamilyStudy):
             return study
     return None
@@ -99,21 +104,27 @@ class Remote:
 
 class FamilySearcher(Searcher):
     """Tune's searcher interface over the search's `FamilyStudy` (in its `StudyHost` actor;
-    Optuna ask/tell, public APIs only)."""
+    Optuna ask/tell, public APIs only).
+
+    Its saved state (`save`) is the study with the searcher's own settings, so Ray's pattern
+    `FamilySearcher().restore(path)` (or `restore_from_dir`) gives back the searcher that saved
+    it: the study goes to this driver's host actor, started here when none runs yet."""
 
     def __init__(
         self,
-        metrics: tuple[str, ...],
-        modes: tuple[str, ...],
+        metrics: tuple[str, ...] = ("nll", "mi"),
+        modes: tuple[str, ...] = ("min", "max"),
         population: int = 1,
         rolling: bool = False,
     ):
+        super().__init__()
+        self._settle(tuple(metrics), tuple(modes), population, rolling)
+
+    def _settle(self, metrics: tuple, modes: tuple, population: int, rolling: bool) -> None:
         multi = len(metrics) > 1
-        super().__init__(
-            metric=list(metrics) if multi else metrics[0],
-            mode=list(modes) if multi else modes[0],
-        )
-        self.metrics = metrics
+        self._metric = list(metrics) if multi else metrics[0]
+        self._mode = list(modes) if multi else modes[0]
+        self.metrics, self.modes = metrics, modes
         self.population = population  # points per Tune trial: each is its own Optuna trial
         self.rolling = rolling  # its trials ask their members themselves (search.rolling)
 
@@ -142,10 +153,39 @@ class FamilySearcher(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         study = ray.get(ray.get_actor(host_name()).get.remote())
+        settings = (self.metrics, self.modes, self.population, self.rolling)
         with open(checkpoint_path, "wb") as handle:
-            pickle.dump(study, handle)
+            pickle.dump({"study": study, "searcher": settings}, handle)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as handle:
-            study = pickle.load(handle)  # reopens its storage, and what it holds, on use
-        ray.get(ray.get_actor(host_name()).put.remote(study))
+            saved = pickle.load(handle)  # the study reopens its storage, and what it holds, on use
+        if isinstance(saved, dict):  # else a bare study, saved before the settings were
+            self._settle(*saved["searcher"])
+            saved = saved["study"]
+        try:
+            host = ray.get_actor(host_name())
+        except ValueError:  # a blank searcher in a new driver: the study gets its host here,
+            self.host = start_host(saved)  # held: an actor lives while a handle does
+            return
+        ray.get(host.put.remote(saved))
+
+
+class Generator(SearchGenerator):
+    """Tune's wrapper of a searcher, which saves Tune's `Experiment` and brings it back on a
+    restore with the storage it had: the trials it creates after a moved folder's restore
+    would write to the old path. Its storage is the running driver's, as Tune does for the
+    trials it restores (`TuneController._restore_trials`)."""
+
+    here: tuple[str, str] | None = None  # the running driver's (storage, name): search.tune
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        if self._experiment is None or Generator.here is None:
+            return
+        storage, name = Generator.here
+        filesystem, path = pyarrow.fs.FileSystem.from_uri(storage)
+        moved = copy.copy(self._experiment.storage)
+        moved.storage_filesystem, moved.storage_fs_path = filesystem, Path(path).as_posix()
+        moved.experiment_dir_name = name
+        self._experiment.storage = self._experiment.spec["storage"] = moved  # trials: the spec's

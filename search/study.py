@@ -4,7 +4,7 @@ Optuna proposes the multipliers; `search.tune` wraps a `FamilyStudy` as Ray Tune
 A point the compiler refuses is told to Optuna as failed and another is asked for, so it is
 never trained; a trial that ended other than `ok` or `stopped` with finite values is told as
 failed, never as NaN values. Each Optuna trial carries as user attributes the Tune trial id,
-its member index (population trials), the experiment directory and its status (the words of
+its member index (population trials), the experiment folder's name and its status (the words of
 `experiment.status`: `refused` and `orphaned` for points that never ran).
 
 The study lives with the experiment: by default Optuna's journal file `optuna.journal` in the
@@ -18,13 +18,11 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.distributions import FloatDistribution
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from experiment.config import Experiment, default_metrics
@@ -32,21 +30,10 @@ from experiment.samplers import SAMPLERS, SamplerInputs
 from experiment.status import ERROR, NOT_COUNTED, ORPHANED, PRUNED, REFUSED, TOLD_AS_COMPLETE
 from search.feasibility import refusal
 from search.halving import stops
+from search.journal import STUDY_NAME, label, open_storage, owns
 from search.members import member_key, parse_key
 from search.plan import SearchPlan, grid_values_per_param
 from search.spaces import Space
-
-STUDY_NAME = "search"
-
-
-def open_storage(study: str) -> BaseStorage:
-    """An Optuna storage from a URL (`postgresql://`, `sqlite:///`, ...) or a journal path."""
-    if "://" in study:
-        return RDBStorage(study)
-    Path(study).parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():  # the journal file backend is stable but still flagged
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return JournalStorage(JournalFileBackend(study))
 
 
 def make_sampler(plan: SearchPlan) -> optuna.samplers.BaseSampler:
@@ -100,7 +87,7 @@ class FamilyStudy:
         self.modes = tuple(directions)
         given = experiment.search.metrics or default_metrics(experiment.dataset.name)
         self.metric_names = tuple(metrics) or tuple(given)
-        self.owner = owner  # the experiment directory: which of the study's trials are ours
+        self.owner = owner  # the experiment folder's name: its trials (search.journal.owns)
         self.budget = budget  # trials this search runs (refused points do not count)
         self.points = [dict(p) for p in points]
         self._study: optuna.Study | None = None
@@ -125,6 +112,7 @@ class FamilyStudy:
                 directions=self.directions,
                 load_if_exists=True,
             )
+            label(self._study, self.experiment, self.metric_names, self.modes)
             ours = self._ours()
             if not ours:
                 for point in self.points:  # the paper's points first, once per search
@@ -161,7 +149,7 @@ class FamilyStudy:
         return [
             t
             for t in trials
-            if t.user_attrs.get("owner") == self.owner and "tune_trial_id" in t.user_attrs
+            if owns(self.owner, t.user_attrs.get("owner")) and "tune_trial_id" in t.user_attrs
         ]
 
     # ----------------------------------------------------------------- ask and tell

@@ -28,7 +28,7 @@ import yaml
 from experiment.config import METRICS, ConfigError, Experiment
 from experiment.typed_yaml import plain
 from search import checkpoints
-from search.members import MEMBERS, SLOTS
+from search.members import BEST, MEMBERS, SLOTS, population_result, rank_of
 from search.rolling import train_rolling
 from training.members import group_key
 from training.trainer import Trainer
@@ -142,14 +142,14 @@ def train_population(points: list[dict[str, Any]], experiment: Experiment, io: T
             done = all(m.get("done") or m.get("status") == "refused" for m in members)
             if metrics[0].get("done"):
                 finals[g] = metrics
-            report = _population_result(members, done, io)
+            report = _population_result(members, done, io, points, experiment)
             with tempfile.TemporaryDirectory() as directory:
                 _save(Path(directory), populations, finals)
                 if done:
                     checkpoints.write_final(Path(directory), report)
                 io.report(report, Path(directory))
     if not groups:  # every point refused: nothing to train, one report says so
-        io.report(_population_result(members, True, io), None)
+        io.report(_population_result(members, True, io, points, experiment), None)
 
 
 def _groups(experiments: Mapping[int, Experiment]) -> list[list[int]]:
@@ -172,11 +172,19 @@ def _place(
         members[k] = {**values, "restored_from_step": restored[k]}
 
 
-def _population_result(members: list[dict[str, Any]], done: bool, io: TrialIO) -> dict[str, Any]:
-    """Tune's result of a population trial: encoded by `search.members`, which decodes it."""
-    from search.members import population_result
-
-    return population_result(dict(enumerate(members)), done, io.extra)
+def _population_result(
+    members: list[dict[str, Any]],
+    done: bool,
+    io: TrialIO,
+    points: Sequence[Mapping[str, Any]],
+    experiment: Experiment,
+) -> dict[str, Any]:
+    """Tune's result of a population trial: encoded by `search.members`, which decodes it;
+    the best member's point as the trial's `best_config`."""
+    result = population_result(dict(enumerate(members)), done, io.extra, rank_of(experiment))
+    if BEST[0] in result:
+        result[BEST[1]] = dict(points[result[BEST[0]]])
+    return result
 
 
 def _save(directory: Path, populations: Sequence[Trainer], finals: Mapping[int, Any]) -> None:

@@ -26,6 +26,7 @@ from ray.tune.search import ConcurrencyLimiter
 from experiment.config import ConfigError, Experiment
 from search import checkpoints, guards, lock, torn
 from search import trial as trial_body
+from search.interrupt import Interrupted, Interrupts
 from search.members import SLOTS
 from search.plan import (
     JOURNAL_FILE,
@@ -36,9 +37,9 @@ from search.plan import (
     stored_experiment,
     write_experiment,
 )
-from search.searcher import FamilySearcher, Remote, host_name, start_host
+from search.searcher import FamilySearcher, Generator, Remote, host_name, start_host
 from search.study import FamilyStudy, make_sampler
-from search.trials import Ledger
+from search.trials import Ledger, read_rows
 
 # --------------------------------------------------------------------------- the trainable
 
@@ -79,12 +80,21 @@ def _report(metrics: dict[str, Any], directory: Path | None) -> None:
 
 
 class Progress(tune.Callback):
-    """Tune's callbacks into `search.trials.Ledger`: trials.csv rows and a line per trial."""
+    """Tune's callbacks into `search.trials.Ledger`: trials.csv rows and a line per trial.
 
-    def __init__(self, plan: SearchPlan, after_trial: Callable[[SearchPlan], Any] | None = None):
-        self.ledger = Ledger(plan, after_trial)
+    Tune pickles its callbacks into the experiment folder and a restore hands back those
+    copies, so the plan (its paths: a folder may have moved) is the running driver's
+    (`Progress.driver`), never a pickled one."""
+
+    driver: tuple[SearchPlan, Callable[[SearchPlan], Any] | None, Interrupts] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
 
     def setup(self, **info: Any) -> None:
+        assert Progress.driver is not None, "run_search sets the driver's plan"
+        plan, after_trial, self.stop = Progress.driver
+        self.ledger = Ledger(plan, after_trial)
         self.ledger.load()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -106,7 +116,8 @@ class Progress(tune.Callback):
         self.ledger.finish(trial)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.ledger.end(trials)
+        # interrupted: Tune ends the running trials after its snapshot; they are not finished
+        self.ledger.end(trials if self.stop.signum is None else [])
 
 
 # --------------------------------------------------------------------------- running
@@ -152,8 +163,11 @@ def run_search(
     pending = str(plan.experiment.search.max_concurrent)  # Tune < 2.57: 1 for our searcher
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", pending)
     started = _start_ray(address, num_cpus)
-    host = None
+    host, stop = None, Interrupts()
+    Progress.driver = (plan, after_trial, stop)
+    Generator.here = (plan.storage, plan.name)
     try:
+        stop.__enter__()
         host = start_host(_study(plan), plan.experiment_path if resume else None)
         trainable = tune.with_resources(
             tune.with_parameters(
@@ -169,20 +183,38 @@ def run_search(
                 plan.experiment_path, trainable, resume_unfinished=True, resume_errored=True
             )
         else:
-            tuner = _new_tuner(plan, trainable, after_trial)
-        tuner.fit()
+            tuner = _new_tuner(plan, trainable)
+        stop.tuning(True)
+        grid = tuner.fit()
+        stop.tuning(False)
         study = ray.get(host.get.remote())  # reopens its storage here, in the driver
-        study.fail_orphans()
-        if not plan.is_remote:
-            checkpoints.prune(plan.experiment_path)
+        if stop.signum is None:  # else the running trials and every checkpoint stay
+            study.fail_orphans()
+            _prune(plan, grid)
     finally:
+        stop.__exit__()
+        Progress.driver, Generator.here = None, None
         if host is not None:
             ray.kill(host)
         if started:
             ray.shutdown()
         held.release()
     plan.sync(JOURNAL_FILE)
+    if stop.signum is not None:
+        raise Interrupted(stop.signum, plan, len(read_rows(plan.trials_csv)))
     return plan, study
+
+
+def _prune(plan: SearchPlan, grid: Any) -> None:
+    """Checkpoints that no Tune record names go (`search.checkpoints.prune`); those its
+    final snapshot names (`Result.best_checkpoints`, `get_best_checkpoint`) all stay."""
+    if plan.is_remote:
+        return
+    named = set()
+    for result in grid:
+        named |= {c.path for c, _ in result.best_checkpoints or ()}
+        named |= {result.checkpoint.path} if result.checkpoint is not None else set()
+    checkpoints.prune(plan.experiment_path, named)
 
 
 def _study(plan: SearchPlan) -> FamilyStudy:
@@ -192,14 +224,14 @@ def _study(plan: SearchPlan) -> FamilyStudy:
         plan.space,
         make_sampler(plan),
         plan.modes,
-        owner=plan.experiment_path,
+        owner=plan.name,  # not its path: a moved folder keeps its trials (search.journal)
         budget=plan.num_samples,
         points=plan.points,
         metrics=plan.metrics,
     )
 
 
-def _new_tuner(plan: SearchPlan, trainable: Any, after_trial: Any) -> tune.Tuner:
+def _new_tuner(plan: SearchPlan, trainable: Any) -> tune.Tuner:
     search = plan.experiment.search
     population = int(plan.experiment.search.population)  # resolved by the plan
     rolling = search.refill and (population > 1 or search.scheduler == "halving")
@@ -207,9 +239,7 @@ def _new_tuner(plan: SearchPlan, trainable: Any, after_trial: Any) -> tune.Tuner
     scheduler: Any = FIFOScheduler()
     if search.scheduler == "asha":
         evaluations = math.ceil(plan.experiment.train.steps / plan.experiment.train.eval_every)
-        scheduler = ASHAScheduler(
-            metric=plan.metrics[0],
-            mode=plan.modes[0],
+        scheduler = ASHAScheduler(  # its metric and mode: the TuneConfig's
             max_t=evaluations,
             grace_period=1,
             reduction_factor=3,
@@ -217,8 +247,12 @@ def _new_tuner(plan: SearchPlan, trainable: Any, after_trial: Any) -> tune.Tuner
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent),
+            search_alg=Generator(ConcurrencyLimiter(searcher, search.max_concurrent)),
             scheduler=scheduler,
+            # the first objective, for Ray's tools: `ResultGrid.get_best_result()` without
+            # arguments (a population trial reports its best member: search.members)
+            metric=plan.metrics[0],
+            mode=plan.modes[0],
             num_samples=-1,  # until the searcher's budget (plan.num_samples) is spent
             trial_dirname_creator=lambda trial: checkpoints.trial_dirname(trial.trial_id),
             reuse_actors=True,  # a trial's process is kept for the next: torch is imported once
@@ -229,7 +263,7 @@ def _new_tuner(plan: SearchPlan, trainable: Any, after_trial: Any) -> tune.Tuner
             failure_config=tune.FailureConfig(max_failures=search.max_failures),
             # all of them until the search ends: see search.checkpoints
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-            callbacks=[Progress(plan, after_trial)],
+            callbacks=[Progress()],
             verbose=0,
         ),
     )
@@ -239,8 +273,10 @@ def _quiet_tune() -> None:
     """One line per trial is ours to print: Tune's tables, banners and snapshot warnings go."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter obeys verbose=0
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")  # our line names error.txt
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # search.interrupt hands it to Tune
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)  # resumes
+    logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)  # an interrupt: our line says
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created ..."
 
 

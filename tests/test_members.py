@@ -44,12 +44,28 @@ def test_a_population_result_round_trips_through_tunes_flattening() -> None:
     assert decode(flat) == decode(nested) == expected_members()
 
 
-def test_the_trial_reports_nan_for_its_own_metrics_and_its_furthest_step() -> None:
+def test_the_trial_reports_its_best_member_as_its_own_metrics_and_its_furthest_step() -> None:
     result = population_result(dict(enumerate(REPORTED)), False, EXTRA)
-    assert math.isnan(result["nll"]) and math.isnan(result["mi"])
-    assert result["status"] == status.POPULATION and result["step"] == 40
+    assert (result["nll"], result["mi"], result["best_member"]) == (1.25, 0.5, 0)
+    assert result["status"] == "ok" and result["step"] == 40  # the best member's status
     assert "done" not in result and result["node_id"] == "n1"
     assert list(result[MEMBERS]) == ["0", "1", "2"]  # string keys: Tune flattens a mapping
+    by_mi = population_result(dict(enumerate(REPORTED)), False, EXTRA, ("mi", "max"))
+    assert by_mi["best_member"] == 0 and by_mi["nll"] == 1.25  # mode max: the largest mi
+    by_mi = population_result(dict(enumerate(REPORTED)), False, EXTRA, ("mi", "min"))
+    assert by_mi["best_member"] == 2 and by_mi["nll"] == 1.5
+    earlier = (7, {"nll": 1.0, "mi": 0.1, "status": "ok", "objective.params.beta": 2.0})
+    remembered = population_result(dict(enumerate(REPORTED)), True, EXTRA, best=earlier)
+    assert remembered["best_member"] == 7 and remembered["nll"] == 1.0
+    assert remembered["best_config"] == {"objective.params.beta": 2.0}
+    assert decode(flatten_dict(remembered)) == decode(remembered)  # never a member's field
+    assert all("best_config" not in m.metrics for m in decode(flatten_dict(remembered)))
+
+
+def test_no_finite_value_leaves_the_trials_own_metrics_nan() -> None:
+    diverged = {0: {"nll": math.inf, "step": 3, "status": "diverged"}}
+    result = population_result(diverged, False, EXTRA)
+    assert math.isnan(result["nll"]) and result["status"] == status.POPULATION
 
 
 def test_final_statuses_of_an_ended_trial() -> None:

@@ -47,9 +47,14 @@ def test_the_final_metrics_travel_with_the_last_checkpoint(tmp_path: Path) -> No
     assert final["mi"] != final["mi"]  # NaN survives the round trip
 
 
-def test_pruning_after_the_search_keeps_each_trials_newest(tmp_path: Path) -> None:
+def test_pruning_deletes_only_what_no_tune_record_names(tmp_path: Path) -> None:
     make_trial(tmp_path / "exp", "trial_a", 3)
     make_trial(tmp_path / "exp", "trial_b", 1)
-    assert checkpoints.prune(str(tmp_path / "exp")) == 2
+    named = [str(tmp_path / "exp" / "trial_a" / "checkpoint_000001")]
+    assert checkpoints.prune(str(tmp_path / "exp"), named) == 1
     kept = sorted(str(p.relative_to(tmp_path / "exp")) for p in (tmp_path / "exp").glob("*/*"))
-    assert kept == ["trial_a/checkpoint_000002", "trial_b/checkpoint_000000"]
+    assert kept == [
+        "trial_a/checkpoint_000001",  # named by Tune: kept
+        "trial_a/checkpoint_000002",  # the newest: kept
+        "trial_b/checkpoint_000000",
+    ]
