@@ -102,6 +102,9 @@ class Remote:
 # --------------------------------------------------------------------------- the searcher
 
 
+MAX_EMPTY_FAILURES = 3  # rolling trials in a row that fail before asking a member: stop
+
+
 class FamilySearcher(Searcher):
     """Tune's searcher interface over the search's `FamilyStudy` (in its `StudyHost` actor;
     Optuna ask/tell, public APIs only).
@@ -136,6 +139,12 @@ class FamilySearcher(Searcher):
         if self.study.exhausted():  # the study counts the trials, so resumes count right
             return Searcher.FINISHED
         if self.rolling:
+            if getattr(self, "empty_failures", 0) >= MAX_EMPTY_FAILURES:
+                print(
+                    f"error: {MAX_EMPTY_FAILURES} rolling trials in a row failed before any "
+                    "member trained (each trial's error.txt says why); the search stops"
+                )
+                return Searcher.FINISHED  # else Tune would start new ones without end
             self.study.add_rolling(trial_id)
             return {SLOTS: self.population}
         if self.population == 1:
@@ -147,6 +156,9 @@ class FamilySearcher(Searcher):
     ) -> None:
         """Each member told (a point's trial: itself), with its final status."""
         size = len(self.study.members_of(trial_id)) or None  # None: a point's trial
+        if self.rolling:
+            failed_empty = error and size is None
+            self.empty_failures = getattr(self, "empty_failures", 0) + 1 if failed_empty else 0
         for member in final(result, size, error):
             key = member_key(trial_id, member.index)
             self.study.tell(key, member.status, member.metrics, self.metrics)

@@ -137,3 +137,17 @@ def test_the_study_names_its_metrics_for_optunas_clients(tmp_path: Path) -> None
     attrs = loaded.user_attrs
     assert attrs["directions"] == {"nll": "minimize", "mi": "maximize"}
     assert attrs["family"] == "InfoAE mmd-vae" and attrs["mi_bound"].startswith("mi: ")
+
+
+def test_rolling_trials_that_fail_before_any_member_stop_the_search(
+    host: tuple, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rolling trial that raises before it asks a member (say, a sampler that cannot be
+    built) would otherwise be replaced by a new one without end: three in a row stop it."""
+    plan, _ = host
+    searcher = FamilySearcher(plan.metrics, plan.modes, population=2, rolling=True)
+    for i in range(3):
+        assert searcher.suggest(f"r{i}") == {"slots": 2}
+        searcher.on_trial_complete(f"r{i}", None, error=True)
+    assert searcher.suggest("r3") == Searcher.FINISHED
+    assert "3 rolling trials in a row failed before any member trained" in capsys.readouterr().out
