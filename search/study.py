@@ -274,6 +274,11 @@ class FamilyStudy:
         first = min(ends)
         return sum(t.datetime_start is not None and t.datetime_start > first for t in ran), len(ran)
 
+    def told(self) -> dict[str, dict[str, float]]:
+        """key -> point of our trials told COMPLETE or PRUNED (what trials.csv must hold)."""
+        done = {t.number: t for t in self._ours((TrialState.COMPLETE, TrialState.PRUNED))}
+        return {k: dict(done[n].params) for k, n in self.numbers.items() if n in done}
+
     def refused(self) -> int:
         """Points the compiler refused (never run): failed trials with status `refused`."""
         failed = self._ours(states=(TrialState.FAIL,))

@@ -21,7 +21,8 @@ from typing import Any
 from experiment.config import IMAGE_DATASETS, METRICS
 from experiment.files import fault_error, fault_text, write_atomic
 from experiment.status import DIVERGED, ERROR, REFUSED, ROW_STATUSES
-from search.members import MEMBERS, SLOTS, Member, decode, final, member_key
+from search.checkpoints import read_final, trial_dirname
+from search.members import MEMBERS, SLOTS, Member, decode, final, member_key, parse_key
 from search.plan import JOURNAL_FILE, SearchPlan
 
 FIELDS_AFTER_METRICS = (
@@ -121,6 +122,31 @@ def ended_rows(plan: SearchPlan, trial: Any, result: Mapping[str, Any]) -> dict[
             key = member_key(trial.trial_id, member.index)
             rows[key] = result_row(plan, key, {}, member)
     return rows
+
+
+def recover_rows(plan: SearchPlan, told: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """Rows for trials the study holds as finished (`told`: key -> point) that trials.csv
+    lacks, from the `final.yaml` of their trial's checkpoints: a row that was cut, and
+    dropped, after Tune's last snapshot (so no Tune record brings it back). Their keys."""
+    rows = read_rows(plan.trials_csv)
+    missing = {k: p for k, p in told.items() if k not in rows}
+    found = []
+    for key, point in missing.items():
+        trial_id, index = parse_key(key)
+        folder = Path(plan.experiment_path) / trial_dirname(trial_id)
+        for checkpoint in sorted(folder.glob("checkpoint_*"), reverse=True):
+            final_metrics = read_final(checkpoint)
+            if final_metrics is None:
+                continue
+            for member in final(final_metrics, None):
+                if member.index == index and member.status in ROW_STATUSES:
+                    rows[key] = result_row(plan, key, point, member)
+                    found.append(key)
+            break
+    if found:
+        write_rows(plan.trials_csv, csv_fields(plan), rows.values())
+        plan.sync("trials.csv")
+    return found
 
 
 def _full_error(trial: Any) -> str:

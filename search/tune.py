@@ -39,7 +39,7 @@ from search.plan import (
 )
 from search.searcher import FamilySearcher, Generator, Remote, host_name, start_host
 from search.study import FamilyStudy, make_sampler
-from search.trials import Ledger, read_rows
+from search.trials import Ledger, read_rows, recover_rows
 
 # --------------------------------------------------------------------------- the trainable
 
@@ -190,6 +190,10 @@ def run_search(
         study = ray.get(host.get.remote())  # reopens its storage here, in the driver
         if stop.signum is None:  # else the running trials and every checkpoint stay
             study.fail_orphans()
+            for key in recover_rows(plan, study.told()):
+                print(
+                    f"note: {key}: its trials.csv row was lost; written again from its checkpoint"
+                )
             _prune(plan, grid)
     finally:
         stop.__exit__()
