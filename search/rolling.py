@@ -22,7 +22,6 @@ checkpoint by a driver that then died never trains, and is not counted.
 
 from __future__ import annotations
 
-import math
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -143,7 +142,7 @@ def _ended(values: dict[str, Any], schedule: _Schedule, study: StudyLink, key: s
     return None
 
 
-def _fill(state: State, trainer: Trainer | None, experiment: Experiment, io: Any):
+def _fill(state: State, trainer: Trainer | None, experiment: Experiment, io: Any) -> Trainer | None:
     """Ask a point for every empty slot whose start has come; build the trainer on the first."""
     study: StudyLink = io.study
     for k, slot in enumerate(state.slots):
@@ -222,6 +221,6 @@ def _restore(size: int, experiment: Experiment, io: Any) -> tuple[State, Trainer
                 return state, trainer
         except checkpoints.RESUME_ERRORS:
             continue
-    if not math.isfinite(size) or size < 1:
+    if size < 1:
         raise ConfigError(f"a rolling trial needs at least one slot, got {size}")
     return State.fresh(size, experiment), None

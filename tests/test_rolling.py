@@ -16,7 +16,7 @@ from test_study import family_study, tiny
 
 from experiment.config import Experiment, experiment_from_dict
 from search.halving import dominates, fronts, rungs, stops
-from search.members import SLOTS, decode, member_key
+from search.members import SLOTS, decode, member_key, point_of
 from search.rolling import train_rolling
 from search.trial import TrialIO
 from training.trainer import Trainer
@@ -142,11 +142,17 @@ def complete(study: Any) -> list[optuna.trial.FrozenTrial]:
     return study.study.get_trials(states=states)
 
 
-def test_a_rolling_trial_refills_its_slots_until_the_budget(tmp_path: Path) -> None:
-    experiment = experiment_of()
-    study = family_study(experiment, tmp_path, budget=5)
+def rolled(tmp_path: Path, budget: int, **search: Any) -> tuple[Experiment, Any, Run]:
+    """A rolling trial of 2 slots run to the end of a study of `budget` members."""
+    experiment = experiment_of(num_samples=budget, **search)
+    study = family_study(experiment, tmp_path, budget=budget)
     run = Run(experiment, tmp_path, Link(study))
     train_rolling({SLOTS: 2}, experiment, run.io())
+    return experiment, study, run
+
+
+def test_a_rolling_trial_refills_its_slots_until_the_budget(tmp_path: Path) -> None:
+    _, study, run = rolled(tmp_path, budget=5)
     members = ended(run.results)
     assert sorted(members) == [f"t#{n}" for n in range(5)]
     assert {m["status"] for m in members.values()} == {"ok"}
@@ -164,13 +170,10 @@ def test_a_rolling_trial_refills_its_slots_until_the_budget(tmp_path: Path) -> N
 
 
 def test_a_refilled_member_trains_as_it_would_alone(tmp_path: Path) -> None:
-    experiment = experiment_of()
-    study = family_study(experiment, tmp_path, budget=3)
-    run = Run(experiment, tmp_path, Link(study))
-    train_rolling({SLOTS: 2}, experiment, run.io())
+    experiment, _, run = rolled(tmp_path, budget=3)
     members = ended(run.results)
     key = "t#2"  # asked when slot 0's first member ended: a refill
-    point = {k: v for k, v in members[key].items() if "." in k}
+    point = point_of(members[key])
     (alone,) = list(Trainer(experiment.with_values(point), threads=1).run())[-1]
     for metric in ("nll", "mi", "elbo"):
         assert math.isclose(members[key][metric], alone[metric], rel_tol=TOLERANCE), metric
@@ -203,10 +206,7 @@ def test_a_killed_rolling_trial_resumes_every_slot_exactly(tmp_path: Path) -> No
 
 
 def test_successive_halving_prunes_members_at_rungs(tmp_path: Path) -> None:
-    experiment = experiment_of(scheduler="halving", halving_rate=3, num_samples=8)
-    study = family_study(experiment, tmp_path, budget=8)
-    run = Run(experiment, tmp_path, Link(study))
-    train_rolling({SLOTS: 2}, experiment, run.io())
+    _, study, run = rolled(tmp_path, budget=8, scheduler="halving", halving_rate=3)
     members = ended(run.results)
     assert len(members) == 8
     statuses = [m["status"] for m in members.values()]
