@@ -19,27 +19,52 @@ from torch import Tensor, nn
 
 from objectives.networks import Bernoulli, DiagonalGaussian, InfoAEModel, soft_clamp
 
+NARROW = 8  # outputs below which a layer computes its transpose (StackedLinear's docstring)
+
 
 class StackedLinear(nn.Module):
     """K linear layers y_k = x_k W_kᵀ + b_k as one batched matmul; x (K, B, in) -> (K, B, out).
 
-    The weights are kept transposed, (K, in, out): the gradient of a batched matmul then comes
-    out in the parameter's own layout (a (K, out, in) weight would make autograd copy every
-    gradient, which dominates a step of a wide network)."""
+    Each parameter is laid out as the batched matmul reads it, so its gradient comes out in the
+    parameter's own layout (else autograd copies every gradient, which dominates a step of a
+    wide network) and the bias needs no reshaping per step:
+    - a layer with NARROW outputs or more keeps `weight_t` (K, in, out) and `bias` (K, 1, out)
+      and computes x W_t + b;
+    - a narrower one (an output layer of a few units: the mixture's 2, a discriminator's 1)
+      keeps `weight` (K, out, in) and `bias` (K, out, 1) and computes (W xᵀ + b)ᵀ, because
+      MKL's batched matmul is several times slower with a handful of output columns than with
+      a handful of rows (docs/BENCHMARKS.md, "narrow layers")."""
 
     def __init__(self, layers: Sequence[nn.Linear]) -> None:
         super().__init__()
-        weights = [layer.weight.detach().t() for layer in layers]  # (in, out) each
-        self.weight_t = nn.Parameter(torch.stack(weights).contiguous())  # (K, in, out)
-        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))
+        self.narrow = layers[0].out_features < NARROW
+        with torch.no_grad():
+            if self.narrow:
+                self.weight = nn.Parameter(torch.stack([layer.weight for layer in layers]))
+                self.bias = nn.Parameter(torch.stack([layer.bias[:, None] for layer in layers]))
+            else:
+                weights = [layer.weight.t() for layer in layers]  # (in, out) each
+                self.weight_t = nn.Parameter(torch.stack(weights).contiguous())
+                self.bias = nn.Parameter(torch.stack([layer.bias[None] for layer in layers]))
 
     def forward(self, x: Tensor, frozen: bool = False) -> Tensor:
         """With `frozen` the gradient reaches x but not the layer (a discriminator's logits on
         the model's side)."""
-        weight, bias = self.weight_t, self.bias
+        weight = self.weight if self.narrow else self.weight_t
+        bias = self.bias
         if frozen:
             weight, bias = weight.detach(), bias.detach()
-        return torch.baddbmm(bias.unsqueeze(1), x, weight)
+        if self.narrow:
+            return torch.baddbmm(bias, weight, x.transpose(1, 2)).transpose(1, 2)
+        return torch.baddbmm(bias, x, weight)
+
+    def member_weight(self, k: int) -> Tensor:
+        """Member k's weight in nn.Linear's layout (out, in), a view."""
+        return self.weight[k] if self.narrow else self.weight_t[k].t()
+
+    def member_bias(self, k: int) -> Tensor:
+        """Member k's bias (out,), a view."""
+        return self.bias[k].view(-1)
 
 
 class StackedMLP(nn.Module):
@@ -65,16 +90,16 @@ class StackedMLP(nn.Module):
         with torch.no_grad():
             for stacked, plain in zip(self.net, net, strict=True):
                 if isinstance(stacked, StackedLinear):
-                    stacked.weight_t[k].copy_(plain.weight.t())
-                    stacked.bias[k].copy_(plain.bias)
+                    stacked.member_weight(k).copy_(plain.weight)
+                    stacked.member_bias(k).copy_(plain.bias)
 
     def copy_member_into(self, k: int, net: nn.Sequential) -> None:
         """Write member k's parameters into a plain `mlp` of the same shape."""
         with torch.no_grad():
             for stacked, plain in zip(self.net, net, strict=True):
                 if isinstance(stacked, StackedLinear):
-                    plain.weight.copy_(stacked.weight_t[k].t())
-                    plain.bias.copy_(stacked.bias[k])
+                    plain.weight.copy_(stacked.member_weight(k))
+                    plain.bias.copy_(stacked.member_bias(k))
 
 
 class StackedModel(nn.Module):
@@ -96,7 +121,7 @@ class StackedModel(nn.Module):
         self.decoder = StackedMLP([m.decoder.net for m in models])
 
     def __len__(self) -> int:
-        return len(self.encoder.net[0].bias)
+        return len(self.encoder.net[0].bias)  # the member axis
 
     def posterior(self, x: Tensor) -> DiagonalGaussian:
         """q(z|x) per member, mean and logvar (K, B, Z), as `GaussianEncoder.encode`."""

@@ -37,8 +37,8 @@ def optimal_js(js_gradient: str, mu: float = MU) -> AdversarialDivergence:
     divergence = AdversarialDivergence("JS", [discriminator], js_gradient)
     linear = divergence.discriminator.net[0]  # one member's stacked linear layer
     with torch.no_grad():
-        linear.weight_t.fill_(mu)
-        linear.bias.fill_(-(mu**2) / 2)
+        linear.member_weight(0).fill_(mu)
+        linear.member_bias(0).fill_(-(mu**2) / 2)
     return divergence
 
 

@@ -190,10 +190,25 @@ def test_draws_follow_each_terms_first_use() -> None:
     assert draws(["E_p[log q(z|x)]", "KL(q(z)||p(z))"]) == ["z_p", "x_p", "z_q"]
 
 
-def test_a_stacked_linear_is_its_members_linears() -> None:
+@pytest.mark.parametrize("out", [3, 12])  # a narrow layer computes its transpose, a wide not
+def test_a_stacked_linear_is_its_members_linears(out: int) -> None:
+    """Values and gradients against each member's nn.Linear: two kernels, float32 tolerance."""
     torch.manual_seed(0)
-    layers = [torch.nn.Linear(5, 3) for _ in range(4)]
-    x = torch.randn(4, 7, 5)  # (K, B, in)
-    stacked = StackedLinear(layers)(x)  # (K, B, out)
+    layers = [torch.nn.Linear(5, out) for _ in range(4)]
+    x = torch.randn(4, 7, 5, requires_grad=True)  # (K, B, in)
+    stacked = StackedLinear(layers)
+    assert stacked.narrow == (out < 8)
+    y = stacked(x)  # (K, B, out)
+    weights = torch.randn_like(y)
+    (y * weights).sum().backward()
     for k, layer in enumerate(layers):
-        torch.testing.assert_close(stacked[k], layer(x[k]), rtol=1e-6, atol=1e-6)
+        xk = x.detach()[k].clone().requires_grad_()
+        yk = layer(xk)
+        (yk * weights[k]).sum().backward()
+        torch.testing.assert_close(y[k], yk, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(x.grad[k], xk.grad, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(stacked.member_weight(k), layer.weight, rtol=0, atol=0)
+        grad_w = stacked.weight.grad[k] if stacked.narrow else stacked.weight_t.grad[k].t()
+        torch.testing.assert_close(grad_w, layer.weight.grad, rtol=1e-6, atol=1e-6)
+        grad_b = stacked.bias.grad[k].view(-1)
+        torch.testing.assert_close(grad_b, layer.bias.grad, rtol=1e-6, atol=1e-6)

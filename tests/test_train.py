@@ -453,5 +453,5 @@ def test_elbo_on_real_digits_reports_every_metric() -> None:
 def test_resume_from_a_checkpoint_of_another_format_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "checkpoint").mkdir()
     torch.save({"step": 3, "model": {}}, tmp_path / "checkpoint" / "trainer.pt")  # format 1
-    with pytest.raises(ConfigError, match="--resume: .* not a checkpoint of this trainer"):
+    with pytest.raises(ConfigError, match="--resume: .* of format 1, this trainer reads format"):
         train(tiny(train={"steps": 2, "eval_every": 2}), tmp_path, resume=True)

@@ -10,8 +10,11 @@ large. So each member's slice of every parameter goes to torch's fused Adam kern
 that member's step. `reset(k)` gives slot k fresh moments and step 0; a member left out of a
 step (diverged, or a slot waiting for its first point) neither moves nor counts the step.
 
-The gradients stay allocated (zeroed in place, never set to None) so that the per-member views
-of them, made once, stay valid; backward accumulates into them in place.
+With K > 1 the gradients stay allocated (zeroed in place, never set to None) so that the
+per-member views of them, made once, stay valid; backward accumulates into them in place. A
+population of one needs no views: its tensors go to the kernel whole, and its gradients are set
+to None between steps as `torch.optim` does, so that backward writes them fresh instead of
+adding into zeroed buffers (two passes over every parameter's size, which show at 2 × 1024).
 """
 
 from __future__ import annotations
@@ -39,8 +42,10 @@ class MemberAdam:
         assert all(len(p) == self.members for p in self.params), "one member axis for all"
         self.betas, self.eps = betas, eps
         self.lrs = [lr] * self.members  # each member's rate (a schedule sets them per step)
-        for p in self.params:
-            p.grad = torch.zeros_like(p)
+        self.whole = self.members == 1  # whole tensors to the kernel, gradients set to None
+        if not self.whole:
+            for p in self.params:
+                p.grad = torch.zeros_like(p)
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         device = self.params[0].device
@@ -48,7 +53,11 @@ class MemberAdam:
         self._views: dict[tuple[int, ...], tuple[list[Tensor], ...]] = {}
 
     def zero_grad(self) -> None:
-        torch._foreach_zero_([p.grad for p in self.params])
+        if self.whole:
+            for p in self.params:
+                p.grad = None
+        else:
+            torch._foreach_zero_([p.grad for p in self.params])
 
     def step(self, members: Sequence[int] | None = None) -> None:
         """One Adam update of `members` (default: all), each with its own bias correction."""
@@ -86,7 +95,16 @@ class MemberAdam:
         )
 
     def _lists(self, chosen: tuple[int, ...]) -> tuple[list[Tensor], ...]:
-        """The kernel's tensor lists for these members: views, made once per set of members."""
+        """The kernel's tensor lists for these members: views, made once per set of members
+        (a population of one: its whole tensors, with this step's gradients)."""
+        if self.whole:
+            if chosen not in self._views:
+                steps = [self.steps[0]] * len(self.params)
+                detached = [p.detach() for p in self.params]
+                self._views[chosen] = (detached, [], self.exp_avg, self.exp_avg_sq, steps)
+            params, _, exp_avg, exp_avg_sq, steps = self._views[chosen]
+            grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in self.params]
+            return params, grads, exp_avg, exp_avg_sq, steps
         if chosen not in self._views:
             pairs = [(i, k) for k in chosen for i in range(len(self.params))]
             self._views[chosen] = (

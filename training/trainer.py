@@ -43,7 +43,7 @@ from training.runtime import machine_threads, resolve_device, torch_settings
 from training.schedule import check_same_schedule, lr_factor, schedule_state
 
 CHECKPOINT_FILE = "trainer.pt"
-CHECKPOINT_FORMAT = 3  # 2: torch.optim.Adam's state (one step count per tensor); 1: older
+CHECKPOINT_FORMAT = 4  # 3: (K, out) biases and (K, in, out) narrow weights; 2: torch Adam's
 
 
 class Trainer:
@@ -289,7 +289,10 @@ class Trainer:
         # on the CPU: generator states must stay there; load_state_dict moves the rest
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path} is not a checkpoint of this trainer's format")
+            raise ValueError(
+                f"{path} is a checkpoint of format {state.get('format', 1)}, this trainer reads "
+                f"format {CHECKPOINT_FORMAT}: resume it with the version that wrote it"
+            )
         if len(state["members"]) != len(self.members):
             raise ValueError(
                 f"{path} holds {len(state['members'])} members, this trainer has "
