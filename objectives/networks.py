@@ -47,8 +47,8 @@ class _SigmoidTanh(torch.autograd.Function):
 
 class Tanh(nn.Module):
     """The tanh activation computed as 2 σ(2x) - 1: torch's CPU tanh kernel is several times
-    slower than its sigmoid (it dominated a population's step; docs/BENCHMARKS.md, "the
-    activation"), and the two agree to within 2e-7 absolute in float32."""
+    slower than its sigmoid, and it dominated a population's step (docs/BENCHMARKS.md, "The
+    step after issue 15's profile"); the two agree to within 2e-7 absolute in float32."""
 
     def forward(self, x: Tensor) -> Tensor:
         return _SigmoidTanh.apply(x)

@@ -33,7 +33,7 @@ class StackedLinear(nn.Module):
     - a narrower one (an output layer of a few units: the mixture's 2, a discriminator's 1)
       keeps `weight` (K, out, in) and `bias` (K, out, 1) and computes (W xᵀ + b)ᵀ, because
       MKL's batched matmul is several times slower with a handful of output columns than with
-      a handful of rows (docs/BENCHMARKS.md, "narrow layers")."""
+      a handful of rows (docs/BENCHMARKS.md, "The step after issue 15's profile")."""
 
     def __init__(self, layers: Sequence[nn.Linear]) -> None:
         super().__init__()
