@@ -13,11 +13,13 @@ seed; the stacked model copies those weights in, and copies a member back out fo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
-from objectives.networks import Bernoulli, DiagonalGaussian, InfoAEModel, soft_clamp
+from objectives.networks import Bernoulli, DiagonalGaussian, InfoAEModel, Tanh, soft_clamp
 
 NARROW = 8  # outputs below which a layer computes its transpose (StackedLinear's docstring)
 
@@ -58,6 +60,14 @@ class StackedLinear(nn.Module):
             return torch.baddbmm(bias, weight, x.transpose(1, 2)).transpose(1, 2)
         return torch.baddbmm(bias, x, weight)
 
+    def tanh(self, x: Tensor, frozen: bool = False) -> Tensor:
+        """tanh(x W_t + b) as one op (`_LinearTanh`), for a wide layer outside autocast."""
+        assert not self.narrow, "a narrow layer is an output layer: no activation follows"
+        weight, bias = self.weight_t, self.bias
+        if frozen:
+            weight, bias = weight.detach(), bias.detach()
+        return _LinearTanh.apply(x, weight, bias)
+
     def member_weight(self, k: int) -> Tensor:
         """Member k's weight in nn.Linear's layout (out, in), a view."""
         return self.weight[k] if self.narrow else self.weight_t[k].t()
@@ -67,8 +77,38 @@ class StackedLinear(nn.Module):
         return self.bias[k].view(-1)
 
 
+class _LinearTanh(torch.autograd.Function):
+    """tanh(x W + b) = 2 σ(2 (x W + b)) - 1 for x (K, B, in), W (K, in, out), b (K, 1, out).
+
+    The same arithmetic as a StackedLinear followed by `objectives.networks.Tanh`, bit for bit
+    (scaling by 2 is exact, so the product's own 2α and 2β give 2 (x W + b) as it rounds), in
+    fewer passes over the (K, B, out) activations: the doubling rides in the matmul and the
+    rest runs in place, where the two modules wrote three fresh tensors. A population's
+    activations outgrow the L2 cache, so passes over them are what its step pays for
+    (docs/BENCHMARKS.md, "The population step"). The backward is the two modules' own:
+    tanh's g (1 - y²), then the product's."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        y = torch.baddbmm(bias, x, weight, beta=2.0, alpha=2.0).sigmoid_().mul_(2.0).sub_(1.0)
+        ctx.save_for_backward(x, weight, y)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight, y = ctx.saved_tensors
+        g = torch.ops.aten.tanh_backward(grad, y)
+        needs = ctx.needs_input_grad
+        grad_x = torch.bmm(g, weight.transpose(1, 2)) if needs[0] else None
+        grad_w = torch.bmm(x.transpose(1, 2), g) if needs[1] else None
+        grad_b = g.sum(1, keepdim=True) if needs[2] else None
+        return grad_x, grad_w, grad_b
+
+
 class StackedMLP(nn.Module):
-    """K copies of one `objectives.networks.mlp` shape; activations are shared modules."""
+    """K copies of one `objectives.networks.mlp` shape; activations are shared modules. A wide
+    layer followed by tanh runs as one op (`StackedLinear.tanh`) outside autocast."""
 
     def __init__(self, nets: Sequence[nn.Sequential]) -> None:
         super().__init__()
@@ -79,10 +119,25 @@ class StackedMLP(nn.Module):
             else:
                 modules.append(module)
         self.net = nn.Sequential(*modules)
+        # positions whose layer runs fused with the tanh after it (that tanh is then skipped)
+        self.fused = {
+            i
+            for i, (layer, after) in enumerate(zip(modules, modules[1:], strict=False))
+            if isinstance(layer, StackedLinear) and not layer.narrow and isinstance(after, Tanh)
+        }
 
     def forward(self, x: Tensor, frozen: bool = False) -> Tensor:
-        for module in self.net:
-            x = module(x, frozen) if isinstance(module, StackedLinear) else module(x)
+        fuse = bool(self.fused) and not torch.is_autocast_enabled(x.device.type)
+        skip = False
+        for i, module in enumerate(self.net):
+            if skip:
+                skip = False
+            elif fuse and i in self.fused:
+                x, skip = module.tanh(x, frozen), True
+            elif isinstance(module, StackedLinear):
+                x = module(x, frozen)
+            else:
+                x = module(x)
         return x
 
     def copy_member_from(self, k: int, net: nn.Sequential) -> None:

@@ -112,6 +112,32 @@ def test_train_batches_larger_than_dataset() -> None:
         next(dataset.train_batches(0, torch.Generator()))
 
 
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+def test_stacked_batches_are_each_streams_own_draws(likelihood: str) -> None:
+    """`StackedBatches` gives exactly the batches and stream states of `next()` on each stream,
+    across epoch ends (7 rows, batches of 3), on each of its paths: one shared tensor, small
+    tensors of one shape (concatenated, as the mixture's per-seed data), and one by one (over
+    the copy limit)."""
+    sets = [Dataset("mnist", torch.rand(7, 5), torch.zeros(1, 5), likelihood) for _ in range(3)]
+
+    def streams(shared: bool) -> list[data.BatchStream]:
+        chosen = [sets[0]] * 3 if shared else sets
+        return [d.train_batches(3, torch.Generator().manual_seed(s)) for s, d in enumerate(chosen)]
+
+    for shared, limit in ((True, 2**20), (False, 2**20), (False, 0)):
+        alone = streams(shared)
+        stacked = data.StackedBatches(streams(shared), concat_bytes=limit)
+        assert (stacked.source is None) == (limit == 0)
+        for _ in range(5):
+            batch = next(stacked)
+            assert batch.shape == (3, 3, 5)
+            assert torch.equal(batch, torch.stack([next(s) for s in alone]))
+        for a, b in zip(stacked.streams, alone, strict=True):
+            assert torch.equal(a.pending, b.pending)
+            assert torch.equal(a.index_generator.get_state(), b.index_generator.get_state())
+    assert next(data.StackedBatches(streams(True)[:1])).shape == (1, 3, 5)
+
+
 def test_dynamic_binarisation_matches_intensities() -> None:
     intensities = torch.linspace(0, 1, 784).repeat(8, 1)  # (8, 784)
     dataset = Dataset("mnist", intensities, torch.zeros(1, 784), "bernoulli")

@@ -67,9 +67,7 @@ def test_two_drivers_never_both_train_and_torn_files_are_repaired(tmp_path: Path
     journal, trials = home / "optuna.journal", home / "trials.csv"
     second: dict[str, subprocess.CompletedProcess] = {}
 
-    def second_driver_refused() -> bool:  # the second driver and a reader, side by side
-        if not rows_of(trials):
-            return False
+    def second_driver_and_reader() -> None:  # side by side, the first driver frozen
         report = [sys.executable, "run_search.py", "report", str(home), "--no-png"]
         runs = {
             "resume": subprocess.Popen(search(path, results, "--resume"), **PIPES),
@@ -78,9 +76,9 @@ def test_two_drivers_never_both_train_and_torn_files_are_repaired(tmp_path: Path
         for what, run in runs.items():
             out, err = run.communicate(timeout=120)
             second[what] = subprocess.CompletedProcess(run.args, run.returncode, out, err)
-        return True
 
-    kill_when(search(path, results), second_driver_refused, "after its first trial")
+    first_row = lambda: bool(rows_of(trials))  # noqa: E731
+    kill_when(search(path, results), first_row, "after its first trial", second_driver_and_reader)
     refused = second["resume"]
     assert refused.returncode == 2
     [line] = refused.stderr.strip().splitlines()

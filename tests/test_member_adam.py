@@ -7,18 +7,22 @@ tensors alone would, whichever members step, whenever a member starts, whatever 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
 
-from training.optim import MemberAdam
+from training.optim import ALIGN, MemberAdam
 
 SHAPES = [(3, 4), (1, 4), (4,)]  # a weight, a (1, out) bias, a vector: per member
+# members in lockstep take aligned parameters whole (ALIGN floats apart) and the rest as views
+ALIGNED = [(4, ALIGN), (1, 3 * ALIGN), (2, 1), (ALIGN + 3,)]
 
 
-def stacked(k: int, seed: int = 0) -> list[nn.Parameter]:
+def stacked(k: int, seed: int = 0, shapes: list[tuple[int, ...]] = SHAPES) -> list[nn.Parameter]:
     g = torch.Generator().manual_seed(seed)
-    return [nn.Parameter(torch.randn((k, *shape), generator=g)) for shape in SHAPES]
+    return [nn.Parameter(torch.randn((k, *shape), generator=g)) for shape in shapes]
 
 
 def member_copy(params: list[nn.Parameter], k: int) -> list[nn.Parameter]:
@@ -30,34 +34,46 @@ def gradient(step: int, k: int, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.randn(shape, generator=g)
 
 
-def set_grads(params: list[nn.Parameter], step: int, members: list[int]) -> None:
+def set_grads(
+    params: list[nn.Parameter], step: int, members: list[int], shapes: list[Any] = SHAPES
+) -> None:
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
     for k in members:
-        for p, shape in zip(params, SHAPES, strict=True):
+        for p, shape in zip(params, shapes, strict=True):
             p.grad[k] = gradient(step, k, shape)  # type: ignore[index]
 
 
-@pytest.mark.parametrize("k", [1, 3])
-def test_each_member_moves_as_its_own_fused_adam_bit_for_bit(k: int) -> None:
-    """All members step every time (K = 1 takes the whole-tensor path, K = 3 the views)."""
-    params = stacked(k)
+@pytest.mark.parametrize(
+    ("k", "shapes", "tensors"),
+    [(1, SHAPES, 3), (3, SHAPES, 9), (5, ALIGNED, 2 + 5 * 2)],
+    ids=["one-whole", "views", "lockstep-aligned-whole"],
+)
+def test_each_member_moves_as_its_own_fused_adam_bit_for_bit(
+    k: int, shapes: list[Any], tensors: int
+) -> None:
+    """All members step every time: K = 1 takes the whole-tensor path, K = 3 with unaligned
+    sizes one view per member and parameter, K = 5 in lockstep the aligned parameters whole
+    (`tensors`: what the kernel is handed). Each is bit for bit its own Adam."""
+    params = stacked(k, shapes=shapes)
     ours = MemberAdam(params, lr=1e-2)
     alone = [member_copy(params, m) for m in range(k)]
     theirs = [torch.optim.Adam(a, lr=1e-2, fused=True) for a in alone]
     for step in range(6):
         ours.zero_grad()
-        set_grads(params, step, list(range(k)))
+        set_grads(params, step, list(range(k)), shapes)
         ours.step()
         for m in range(k):
             theirs[m].zero_grad()
-            for p, shape in zip(alone[m], SHAPES, strict=True):
+            for p, shape in zip(alone[m], shapes, strict=True):
                 p.grad = gradient(step, m, shape)
             theirs[m].step()
     for m in range(k):
         for p, q in zip(params, alone[m], strict=True):
             assert torch.equal(p.detach()[m], q.detach())
+    assert ours._lockstep(tuple(range(k)))
+    assert len(ours._lists(None)[0]) == tensors
 
 
 def test_a_late_member_a_skipped_member_and_its_own_rate_are_its_own() -> None:

@@ -51,8 +51,15 @@ def search(path: Path, storage: Path, *extra: str) -> list[str]:
     ]
 
 
-def kill_when(command: list[str], ready: Callable[[], bool], what: str) -> None:
-    """Run `command`, SIGKILL it (and the Ray processes of its session) once `ready()`."""
+def kill_when(
+    command: list[str],
+    ready: Callable[[], bool],
+    what: str,
+    while_stopped: Callable[[], None] | None = None,
+) -> None:
+    """Run `command`, SIGKILL it (and the Ray processes of its session) once `ready()`; with
+    `while_stopped`, first SIGSTOP them all and call it (the search frozen at that moment, on
+    a machine of any speed or load)."""
     driver = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -66,6 +73,9 @@ def kill_when(command: list[str], ready: Callable[[], bool], what: str) -> None:
             assert driver.poll() is None, f"the search ended before it could be killed {what}"
             assert time.monotonic() < deadline, f"never reached the moment {what}"
             time.sleep(0.05)
+        if while_stopped is not None:
+            os.killpg(driver.pid, signal.SIGSTOP)
+            while_stopped()
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait()

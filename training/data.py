@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from training.idx import (
 )
 from training.mog import sample_mog
 
-__all__ = ["BatchStream", "DataError", "Dataset", "load_dataset"]
+__all__ = ["BatchStream", "DataError", "Dataset", "StackedBatches", "load_dataset"]
 
 DATASET_NAMES = ("mog", "mnist", "fashion-mnist")
 LIKELIHOODS = ("gaussian", "bernoulli")
@@ -95,13 +95,20 @@ class BatchStream:
         return self
 
     def __next__(self) -> torch.Tensor:
+        return self.finish(self.train[self.take().to(self.train.device)])  # (B, D)
+
+    def take(self) -> torch.Tensor:
+        """The indices of the next batch, (B,) on the CPU, drawn as `__next__` draws them."""
         while len(self.pending) < self.batch_size:
             order = torch.randperm(len(self.train), generator=self.index_generator)
             self.pending = torch.cat([self.pending, order])
         index, self.pending = self.pending[: self.batch_size], self.pending[self.batch_size :]
-        batch = self.train[index.to(self.train.device)]  # (B, D)
+        return index
+
+    def finish(self, batch: torch.Tensor) -> torch.Tensor:
+        """The rows at `take`'s indices as `__next__` returns them: binarised if Bernoulli."""
         if self.binarise:
-            batch = torch.bernoulli(batch, generator=self.binary_generator)
+            return torch.bernoulli(batch, generator=self.binary_generator)
         return batch
 
     def state_dict(self) -> dict[str, Any]:
@@ -115,6 +122,54 @@ class BatchStream:
         self.pending = state["pending"].clone()
         self.index_generator.set_state(state["index_generator"])
         self.binary_generator.set_state(state["binary_generator"])
+
+
+class StackedBatches:
+    """One batch from each of K streams, stacked (K, B, D): the same rows and draws as `next()`
+    on each in turn, gathered with one index op instead of K (a population's step).
+
+    Streams over one training tensor (image data, shared by the members) index it directly;
+    streams over small tensors of one shape (the mixture, drawn from each member's seed) index
+    their concatenation, made once, with each member's indices offset to its own rows; others
+    (large, or of other shapes) are drawn one by one."""
+
+    def __init__(self, streams: Sequence[BatchStream], concat_bytes: int = 64 * 2**20) -> None:
+        """`concat_bytes`: the most training data copied into one tensor to gather from."""
+        self.streams = list(streams)
+        first = self.streams[0]
+        trains = [s.train for s in self.streams]
+        self.source: torch.Tensor | None = None
+        self.offsets: torch.Tensor | None = None
+        if any(s.batch_size != first.batch_size for s in self.streams) or len(trains) == 1:
+            return
+        if all(t is trains[0] for t in trains):
+            self.source = trains[0]
+        elif len({t.shape for t in trains}) == 1 and (
+            sum(t.numel() * t.element_size() for t in trains) <= concat_bytes
+        ):
+            self.source = torch.cat(trains)  # (K N, D): member k's rows from k N
+            starts = torch.arange(len(trains)) * len(trains[0])
+            self.offsets = starts.repeat_interleave(first.batch_size)
+
+    def __iter__(self) -> StackedBatches:
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        if len(self.streams) == 1:
+            return next(self.streams[0])[None]  # (1, B, D), a view
+        if self.source is None:
+            return torch.stack([next(s) for s in self.streams])
+        index = torch.cat([s.take() for s in self.streams])
+        if self.offsets is not None:
+            index += self.offsets
+        rows = self.source[index.to(self.source.device)].view(len(self.streams), -1, self.dim)
+        if not self.streams[0].binarise:
+            return rows
+        return torch.stack([s.finish(part) for s, part in zip(self.streams, rows, strict=True)])
+
+    @property
+    def dim(self) -> int:
+        return self.streams[0].train.shape[1]
 
 
 # --- entry point --------------------------------------------------------------------------------

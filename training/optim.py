@@ -15,6 +15,15 @@ per-member views of them, made once, stay valid; backward accumulates into them 
 population of one needs no views: its tensors go to the kernel whole, and its gradients are set
 to None between steps as `torch.optim` does, so that backward writes them fresh instead of
 adding into zeroed buffers (two passes over every parameter's size, which show at 2 × 1024).
+
+Members in lockstep (all step, at one count and one rate: a fixed population) need no views
+either, where they change nothing: a parameter whose per-member size is a multiple of ALIGN
+goes to the kernel whole, one tensor instead of K. The kernel runs vectors from each tensor's
+start and a scalar loop over its tail, and the two may round differently; at such a size every
+member's slice starts on a vector boundary of the whole tensor and has no tail, so each element
+takes the path it takes in the member's own view, and the update is bit for bit the same.
+Narrower ones (a bias of two) keep their views. This cuts the kernel's tensor count, and its
+per-tensor work, by about K at once (docs/BENCHMARKS.md, "The population step").
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+ALIGN = 16  # floats in a 64-byte cache line: a multiple of every CPU vector width (AVX-512: 16)
 
 
 class MemberAdam:
@@ -50,6 +61,7 @@ class MemberAdam:
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         device = self.params[0].device
         self.steps = [torch.zeros((), device=device) for _ in range(self.members)]
+        self.counts = [0] * self.members  # self.steps as ints: is a step taken in lockstep?
         self._views: dict[tuple[int, ...], tuple[list[Tensor], ...]] = {}
 
     def zero_grad(self) -> None:
@@ -65,6 +77,11 @@ class MemberAdam:
         if not chosen:
             return
         torch._foreach_add_([self.steps[k] for k in chosen], 1.0)
+        for k in chosen:
+            self.counts[k] += 1
+        if not self.whole and self._lockstep(chosen):
+            self._fused(None, self.lrs[0])
+            return
         rates: dict[float, list[int]] = {}
         for k in chosen:  # one kernel call per learning rate (almost always one)
             rates.setdefault(self.lrs[k], []).append(k)
@@ -76,7 +93,14 @@ class MemberAdam:
         """The rate when every member has the same (a plain run's)."""
         return self.lrs[0]
 
-    def _fused(self, chosen: tuple[int, ...], lr: float) -> None:
+    def _lockstep(self, chosen: tuple[int, ...]) -> bool:
+        """Every member steps, at one count and one rate."""
+        return (
+            len(chosen) == self.members and len(set(self.counts)) == 1 and len(set(self.lrs)) == 1
+        )
+
+    def _fused(self, chosen: tuple[int, ...] | None, lr: float) -> None:
+        """One kernel call for `chosen` (None: every member, in lockstep)."""
         params, grads, exp_avg, exp_avg_sq, steps = self._lists(chosen)
         torch._fused_adam_(
             params,
@@ -94,9 +118,10 @@ class MemberAdam:
             maximize=False,
         )
 
-    def _lists(self, chosen: tuple[int, ...]) -> tuple[list[Tensor], ...]:
+    def _lists(self, chosen: tuple[int, ...] | None) -> tuple[list[Tensor], ...]:
         """The kernel's tensor lists for these members: views, made once per set of members
-        (a population of one: its whole tensors, with this step's gradients)."""
+        (a population of one: its whole tensors, with this step's gradients; None: members in
+        lockstep, aligned parameters whole and the others' views)."""
         if self.whole:
             if chosen not in self._views:
                 steps = [self.steps[0]] * len(self.params)
@@ -106,15 +131,31 @@ class MemberAdam:
             grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in self.params]
             return params, grads, exp_avg, exp_avg_sq, steps
         if chosen not in self._views:
-            pairs = [(i, k) for k in chosen for i in range(len(self.params))]
-            self._views[chosen] = (
-                [self.params[i].detach()[k] for i, k in pairs],
-                [self.params[i].grad[k] for i, k in pairs],  # type: ignore[index]
-                [self.exp_avg[i][k] for i, k in pairs],
-                [self.exp_avg_sq[i][k] for i, k in pairs],
-                [self.steps[k] for _, k in pairs],
-            )
+            self._views[chosen] = self._make_views(chosen)
         return self._views[chosen]
+
+    def _make_views(self, chosen: tuple[int, ...] | None) -> tuple[list[Tensor], ...]:
+        members = range(self.members) if chosen is None else chosen
+        whole = (
+            []
+            if chosen is not None
+            else [  # lockstep: each with member 0's count
+                i for i, p in enumerate(self.params) if (p.numel() // self.members) % ALIGN == 0
+            ]
+        )
+        parts = [(i, None) for i in whole]
+        parts += [(i, k) for k in members for i in range(len(self.params)) if i not in whole]
+
+        def part(t: Tensor, k: int | None) -> Tensor:
+            return t if k is None else t[k]
+
+        return (
+            [part(self.params[i].detach(), k) for i, k in parts],
+            [part(self.params[i].grad, k) for i, k in parts],  # type: ignore[arg-type]
+            [part(self.exp_avg[i], k) for i, k in parts],
+            [part(self.exp_avg_sq[i], k) for i, k in parts],
+            [self.steps[0 if k is None else k] for _, k in parts],
+        )
 
     def reset(self, k: int) -> None:
         """Member k starts afresh: zero moments, step 0."""
@@ -123,6 +164,7 @@ class MemberAdam:
                 m[k].zero_()
                 v[k].zero_()
             self.steps[k].zero_()
+        self.counts[k] = 0
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -140,4 +182,5 @@ class MemberAdam:
                 mine.copy_(saved)
             for mine, saved in zip(self.steps, state["steps"], strict=True):
                 mine.copy_(saved)
+        self.counts = [int(s) for s in state["steps"].tolist()]
         self.lrs = list(state["lrs"])

@@ -19,8 +19,9 @@ import yaml
 
 from experiment.config import ConfigError, Experiment
 from experiment.files import write_atomic
+from training.checkpoint import CHECKPOINT_FILE
 from training.evaluation import floor_note, sandwich_line
-from training.trainer import CHECKPOINT_FILE, Trainer
+from training.trainer import Trainer
 
 
 def train(experiment: Experiment, out_dir: Path | None = None, resume: bool = False) -> dict:

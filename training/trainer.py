@@ -34,16 +34,15 @@ from experiment.status import DIVERGED, IDLE, OK, RUNNING
 from objectives.dual import DualAscent
 from objectives.loss import FamilyLoss, StepLosses
 from objectives.stacked import StackedModel
+from training import checkpoint
+from training.data import StackedBatches
 from training.evaluation import evaluate_model
 from training.members import Member, apart, build_member, eval_generator, loss_form
 from training.mog import MOG_ENTROPY
 from training.optim import MemberAdam
 from training.refill import refill
 from training.runtime import machine_threads, resolve_device, torch_settings
-from training.schedule import check_same_schedule, lr_factor, schedule_state
-
-CHECKPOINT_FILE = "trainer.pt"
-CHECKPOINT_FORMAT = 4  # 3: (K, out) biases and (K, in, out) narrow weights; 2: torch Adam's
+from training.schedule import lr_factor
 
 
 class Trainer:
@@ -91,6 +90,7 @@ class Trainer:
         self.base_lrs = {"model": t.lr, "discriminators": t.discriminator_lr}
         self.train_config = t
         self.datasets = datasets  # loaded once, for the members a refill brings (training.refill)
+        self.batches: StackedBatches | None = None
 
     def settings(self) -> Any:
         """torch's threads and TF32 for this trainer, restored when the block ends."""
@@ -102,6 +102,7 @@ class Trainer:
     def replace(self, k: int, experiment: Experiment) -> None:
         """Slot k holds a new member from now on (`training.refill`)."""
         refill(self, k, experiment)
+        self.batches = None
 
     # ----------------------------------------------------------------- training
 
@@ -134,14 +135,16 @@ class Trainer:
         """The rates of the update about to be taken, each member's from its own step (a
         rolling population's members are at different steps)."""
         t = self.train_config
+        if t.lr_schedule.kind == "constant":
+            return  # the optimisers' rates are the base rates, as built
         factors = [lr_factor(t.lr_schedule, m.step, t.steps) for m in self.members]
         for name, optimizer in self.optimizers.items():
             optimizer.lrs = [self.base_lrs[name] * f for f in factors]
 
     def _batch(self) -> Tensor:
-        if len(self.members) == 1:
-            return next(self.members[0].batches)[None]  # (1, B, D), a view
-        return torch.stack([next(m.batches) for m in self.members])  # (K, B, D)
+        if self.batches is None:  # built at the first step after a change of members
+            self.batches = StackedBatches([m.batches for m in self.members])
+        return next(self.batches)  # (K, B, D)
 
     def _generators(self) -> list[torch.Generator]:
         return [m.sampling for m in self.members]
@@ -259,55 +262,13 @@ class Trainer:
     # ----------------------------------------------------------------- checkpoints
 
     def save_checkpoint(self, directory: Path) -> Path:
-        """Everything a resume needs to continue exactly as an uninterrupted run would: the
-        stacked networks, the optimisers, the dual state and each member's progress and
-        streams; written to a temporary file and moved into place (never half a checkpoint)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "model": self.model.state_dict(),
-            "divergences": self.loss.state_dict(),
-            "optimizers": {g: o.state_dict() for g, o in self.optimizers.items()},
-            "lambdas": self.dual.lambdas.clone() if self.dual is not None else None,
-            "lr_schedule": schedule_state(self.train_config),
-            "members": [m.state_dict() for m in self.members],
-            "experiments": [m.experiment.to_dict() for m in self.members],
-        }
-        path = directory / CHECKPOINT_FILE
-        partial = path.with_suffix(".tmp")
-        torch.save(state, partial)
-        partial.replace(path)
-        return path
+        """Everything a resume needs (`training.checkpoint.save`); returns the file."""
+        return checkpoint.save(self, Path(directory))
 
     def load_checkpoint(self, directory: Path) -> None:
         """Restore `save_checkpoint`'s state into a trainer built from the same experiments;
         `run()` then continues from the members' steps."""
-        path = Path(directory) / CHECKPOINT_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint at {path}")
-        # on the CPU: generator states must stay there; load_state_dict moves the rest
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(
-                f"{path} is a checkpoint of format {state.get('format', 1)}, this trainer reads "
-                f"format {CHECKPOINT_FORMAT}: resume it with the version that wrote it"
-            )
-        if len(state["members"]) != len(self.members):
-            raise ValueError(
-                f"{path} holds {len(state['members'])} members, this trainer has "
-                f"{len(self.members)}"
-            )
-        check_same_schedule(state.get("lr_schedule"), schedule_state(self.train_config), path)
-        self.model.load_state_dict(state["model"])
-        self.loss.load_state_dict(state["divergences"])
-        for group, optimizer in self.optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][group])
-        for member, saved in zip(self.members, state["members"], strict=True):
-            member.load_state_dict(saved)
-        if self.dual is not None:
-            self.dual.lambdas = state["lambdas"].clone()
-            self.loss.set_coefficients(self.dual.coefficients(self.base))
+        checkpoint.load(self, Path(directory))
 
 
 def _bad_term(out: StepLosses, k: int) -> str:
