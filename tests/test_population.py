@@ -114,6 +114,24 @@ def test_each_member_matches_its_separate_run(data: str, tmp_path: Path) -> None
     assert_matches(experiments)
 
 
+def test_image_members_share_one_training_tensor_and_one_gather(tmp_path: Path) -> None:
+    """Members of one image data set hold one copy of its training split (each still has its
+    own seed's test binarisation), and their batches come from one index op over it; the
+    mixture's members, drawn from their own seeds, gather from one concatenation."""
+    data_dir = write_idx_dir(tmp_path, train=64, test=32)
+    trainer = Trainer([member(seed, data_dir) for seed in (1, 2, 3)])
+    first = trainer.members[0].dataset
+    assert all(m.dataset.train is first.train for m in trainer.members)
+    assert not torch.equal(first.test, trainer.members[1].dataset.test)
+    trainer.train_steps(1)
+    assert trainer.batches is not None and trainer.batches.source is first.train
+    assert trainer.batches.offsets is None
+    mog = Trainer([member(seed) for seed in (1, 2)])
+    assert not torch.equal(mog.members[0].dataset.train, mog.members[1].dataset.train)
+    mog.train_steps(1)
+    assert mog.batches is not None and mog.batches.offsets is not None
+
+
 def test_dual_ascent_trains_per_member() -> None:
     """Each member's λ follows its own constraint: members with different slack end with
     different λ, and each matches its separate run."""

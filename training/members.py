@@ -65,6 +65,22 @@ def load_experiment_dataset(experiment: Experiment) -> Dataset:
         raise ConfigError(f"dataset: {error}") from None
 
 
+def _with_shared_train(
+    loaded: Dataset, experiment: Experiment, device: torch.device, datasets: dict[Any, Dataset]
+) -> Dataset:
+    """`loaded` with its training images on `device`, one tensor for every member of the same
+    data set: an image set's training split does not depend on the seed (only its test
+    binarisation does), so K members hold one copy, not K (60,000 digits are 188 MB), and a
+    population gathers their batches with one index op (`training.data.StackedBatches`). The
+    mixture is drawn from each member's seed: its own."""
+    shared_key = ("train", experiment.dataset)
+    if loaded.name == "mog":
+        return dataclasses.replace(loaded, train=loaded.train.to(device))
+    if shared_key not in datasets:
+        datasets[shared_key] = dataclasses.replace(loaded, train=loaded.train.to(device))
+    return dataclasses.replace(loaded, train=datasets[shared_key].train)
+
+
 def loss_form(experiment: Experiment) -> dict[str, float]:
     """The tractable form a member's loss is built with: the compiled one, rewritten for an
     implicit encoder (AVB), with every term dual ascent reads present (at 0 if absent)."""
@@ -164,8 +180,9 @@ def build_member(
     with seeded(seed, device):  # network initialisation draws from torch's global stream
         key = (seed, experiment.dataset)
         if key not in datasets:
-            loaded = load_experiment_dataset(experiment)
-            datasets[key] = dataclasses.replace(loaded, train=loaded.train.to(device))
+            datasets[key] = _with_shared_train(
+                load_experiment_dataset(experiment), experiment, device, datasets
+            )
         dataset = datasets[key]
         test = dataset.test if t.eval_size is None else dataset.test[: t.eval_size]
         subset = torch.Generator().manual_seed(seed_for(seed, _TRAIN_SUBSET_STREAM))
