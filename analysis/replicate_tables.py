@@ -51,6 +51,9 @@ def run_rows(replicate: Any) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+FIGURE1_SHAPE = ("mi_stop_step", "nll_at_mi_stop", "nll_min_after_stop", "recovery")
+
+
 def figure1_shape(points: pd.DataFrame) -> dict[str, float]:
     """MI's stop (first step within 5 % of its maximum), NLL there and at the end."""
     mi, nll = points["mi"].to_numpy(float), points["nll"].to_numpy(float)
@@ -136,6 +139,11 @@ def figure1_verdicts(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def run_rows_states(replicate: Any) -> dict[str, int]:
+    """How many runs are in each state (done, interrupted, new)."""
+    return pd.Series([run.state() for run in replicate.runs]).value_counts().to_dict()
+
+
 def write_tables(replicate: Any) -> str:
     """`runs.csv` and `tables.md` in the replicate's directory; the markdown."""
     replicate.home.mkdir(parents=True, exist_ok=True)
@@ -145,6 +153,10 @@ def write_tables(replicate: Any) -> str:
     for key in keys:
         if key not in rows:
             rows[key] = math.nan
+    # summaries and verdicts read finished runs only: an interrupted run's last line is a
+    # mid-run evaluation (runs.csv keeps it, with its state and step)
+    measured = [c for c in rows.columns if c in METRICS or c in FIGURE1_SHAPE]
+    rows.loc[rows["state"] != "done", measured] = math.nan
     sections = [
         ("Runs (mean ± standard error over seeds)", summary(rows, keys, (*METRICS, "wall_s")))
     ]
@@ -158,9 +170,9 @@ def write_tables(replicate: Any) -> str:
         sections.append(
             ("Does NLL recover once MI stops? (rule: > 2 SE)", figure1_verdicts(rows, keys))
         )
-    states = rows["state"].value_counts().to_dict()
+    states = run_rows_states(replicate)
     counts = ", ".join(f"{v} {k}" for k, v in states.items())
-    head = f"## {replicate.name}: {len(rows)} runs ({counts})"
+    head = f"## {replicate.name}: {len(replicate.runs)} runs ({counts})"
     text = "\n\n".join([head, *(f"### {t}\n\n{markdown(f)}" for t, f in sections if len(f))])
     (replicate.home / "tables.md").write_text(text + "\n")
     return text

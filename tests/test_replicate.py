@@ -16,7 +16,7 @@ import yaml
 from conftest import write_idx_dir
 
 from analysis.replicate import load_replicate, main, run_all
-from analysis.replicate_tables import figure2_verdicts, mean_se
+from analysis.replicate_tables import figure2_verdicts, mean_se, write_tables
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = [
@@ -71,10 +71,16 @@ def test_a_replicate_runs_skips_what_is_done_and_resumes_what_was_cut(tmp_path: 
     lines = cut.read_text().splitlines()
     cut.write_text(lines[0] + "\n")  # as if killed after the first evaluation's line
     assert replicate.runs[2].state() == "interrupted"
+    partial = write_tables(replicate)  # the cut run's mid-run line is in no mean
+    assert "3 done, 1 interrupted" in partial
+    other = json.loads((replicate.runs[3].directory / "metrics.jsonl").read_text().splitlines()[-1])
+    [beta_row] = [line for line in partial.splitlines() if line.startswith("| beta | 0.5 | 1 |")]
+    assert beta_row.split(" | ")[3] == f"{other['nll']:.4g}"  # seed 1's alone, no ± yet
     run_all(replicate)
     final, again = json.loads(lines[-1]), json.loads(cut.read_text().splitlines()[-1])
     final.pop("train_samples_per_s"), again.pop("train_samples_per_s")
     assert again == final and replicate.runs[2].state() == "done"
+    write_tables(replicate)
     runs = pd.read_csv(tmp_path / "tiny" / "runs.csv")
     nll = runs[runs["group"] == "beta"]["nll"]
     text = (tmp_path / "tiny" / "tables.md").read_text()
