@@ -144,19 +144,24 @@ def run_rows_states(replicate: Any) -> dict[str, int]:
     return pd.Series([run.state() for run in replicate.runs]).value_counts().to_dict()
 
 
+def finished_rows(replicate: Any) -> pd.DataFrame:
+    """`run_rows` with every grid key as a column and the metrics of unfinished runs NaN: an
+    interrupted run's last line is a mid-run evaluation (runs.csv keeps it, with its state)."""
+    rows = run_rows(replicate)
+    for key in dict.fromkeys(k for r in replicate.runs for k in r.values):
+        if key not in rows:
+            rows[key] = math.nan
+    measured = [c for c in rows.columns if c in METRICS or c in FIGURE1_SHAPE]
+    rows.loc[rows["state"] != "done", measured] = math.nan
+    return rows
+
+
 def write_tables(replicate: Any) -> str:
     """`runs.csv` and `tables.md` in the replicate's directory; the markdown."""
     replicate.home.mkdir(parents=True, exist_ok=True)
-    rows = run_rows(replicate)
-    rows.to_csv(replicate.home / "runs.csv", index=False)
+    run_rows(replicate).to_csv(replicate.home / "runs.csv", index=False)
+    rows = finished_rows(replicate)
     keys = ["group", *dict.fromkeys(k for r in replicate.runs for k in r.values)]
-    for key in keys:
-        if key not in rows:
-            rows[key] = math.nan
-    # summaries and verdicts read finished runs only: an interrupted run's last line is a
-    # mid-run evaluation (runs.csv keeps it, with its state and step)
-    measured = [c for c in rows.columns if c in METRICS or c in FIGURE1_SHAPE]
-    rows.loc[rows["state"] != "done", measured] = math.nan
     sections = [
         ("Runs (mean ± standard error over seeds)", summary(rows, keys, (*METRICS, "wall_s")))
     ]

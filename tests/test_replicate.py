@@ -16,6 +16,7 @@ import yaml
 from conftest import write_idx_dir
 
 from analysis.replicate import load_replicate, main, run_all
+from analysis.replicate_plot import figure2_plot
 from analysis.replicate_tables import figure2_verdicts, mean_se, write_tables
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -123,3 +124,27 @@ def test_the_shipped_replicates_load_and_each_group_trains(name: str, tmp_path: 
     for run in firsts.values():
         run_all(tiny.__class__(tiny.name, tiny.table, tiny.groups, (run,), tiny.home))
         assert run.state() == "done"
+
+
+def test_the_figure2_plot_draws_each_beta_from_its_baseline() -> None:
+    """One line per (group, β) and panel, starting at the baseline's point at that β (λ = 0),
+    each point the mean over seeds with its standard error; unfinished runs (NaN) left out."""
+    beta, lam = "objective.params.beta", "objective.params.lambda"
+    rows = pd.DataFrame(
+        {
+            "group": ["elbo"] * 4 + ["info"] * 5,
+            beta: [1.0, 1.0, 0.5, 0.5, 1.0, 1.0, 1.0, 0.5, 0.5],
+            lam: [math.nan] * 4 + [5.0, 5.0, 5.0, 5.0, 5.0],
+            "nll": [90.0, 92.0, 95.0, 97.0, 91.0, 93.0, math.nan, 96.0, 96.0],
+            "nll_train": [80.0] * 9,
+        }
+    )
+    groups = {"elbo": {}, "info": {"baseline": "elbo", "grid": {lam: [5.0]}}}
+    figure = figure2_plot(rows, groups)
+    traces = {(t.name, t.xaxis): t for t in figure.data}
+    assert len(traces) == 4  # β 0.5 and 1, test and train
+    at_one = traces[("info, β = 1", "x")]
+    assert list(at_one.x) == ["0", "5"] and list(at_one.y) == [91.0, 92.0]
+    assert list(at_one.error_y.array) == pytest.approx([1.0, 1.0])  # std √2 / √2
+    assert list(traces[("info, β = 0.5", "x")].y) == [96.0, 96.0]
+    assert list(traces[("info, β = 1", "x2")].y) == [80.0, 80.0]
