@@ -29,12 +29,17 @@ RELAXED_TEMPERATURE = 0.5  # Concrete / Gumbel-sigmoid temperature (Maddison et 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
+def tanh_of_doubled_(doubled: Tensor) -> Tensor:
+    """tanh(x) from 2x, in place: 2 σ(2x) - 1 (`Tanh`; `objectives.stacked._LinearTanh`)."""
+    return doubled.sigmoid_().mul_(2.0).sub_(1.0)
+
+
 class _SigmoidTanh(torch.autograd.Function):
     """tanh(x) = 2 σ(2x) - 1, with tanh's own backward g (1 - y²) from the saved output."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor) -> Tensor:
-        y = torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
+        y = tanh_of_doubled_(x * 2.0)
         ctx.save_for_backward(y)
         return y
 

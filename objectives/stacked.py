@@ -19,7 +19,14 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from objectives.networks import Bernoulli, DiagonalGaussian, InfoAEModel, Tanh, soft_clamp
+from objectives.networks import (
+    Bernoulli,
+    DiagonalGaussian,
+    InfoAEModel,
+    Tanh,
+    soft_clamp,
+    tanh_of_doubled_,
+)
 
 NARROW = 8  # outputs below which a layer computes its transpose (StackedLinear's docstring)
 
@@ -90,7 +97,7 @@ class _LinearTanh(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-        y = torch.baddbmm(bias, x, weight, beta=2.0, alpha=2.0).sigmoid_().mul_(2.0).sub_(1.0)
+        y = tanh_of_doubled_(torch.baddbmm(bias, x, weight, beta=2.0, alpha=2.0))
         ctx.save_for_backward(x, weight, y)
         return y
 

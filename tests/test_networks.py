@@ -21,6 +21,7 @@ from objectives.networks import (
     soft_clamp,
     standard_normal_log_prob,
 )
+from objectives.stacked import _LinearTanh
 
 TINY = ModelConfig(hidden=8, layers=1, z_dim=2, discriminator_hidden=4)
 
@@ -169,3 +170,21 @@ def test_parameter_groups_partition_the_model() -> None:
 def test_unknown_likelihood_is_refused() -> None:
     with pytest.raises(AssertionError, match="likelihood"):
         InfoAEModel(3, TINY, "poisson")
+
+
+def test_a_stacked_layer_and_its_tanh_as_one_op_match_the_two_modules() -> None:
+    """`_LinearTanh` against baddbmm followed by `Tanh`: the same arithmetic (the doubling
+    rides in the product, exact in binary), but the BLAS may take another path for α, β ≠ 1,
+    so outputs and all three gradients are held to float32 rounding, not bit for bit."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 20, 30, generator=g, requires_grad=True)
+    w = (torch.randn(3, 30, 40, generator=g) / 30**0.5).requires_grad_()
+    b = torch.randn(3, 1, 40, generator=g, requires_grad=True)
+    upstream = torch.randn(3, 20, 40, generator=g)
+    outputs = []
+    for op in (lambda: Tanh()(torch.baddbmm(b, x, w)), lambda: _LinearTanh.apply(x, w, b)):
+        y = op()
+        grads = torch.autograd.grad(y, (x, w, b), upstream)
+        outputs.append((y.detach(), *grads))
+    for modules, fused in zip(*outputs, strict=True):
+        torch.testing.assert_close(fused, modules, rtol=1e-6, atol=1e-6)
