@@ -5,7 +5,8 @@ The table drives the experiment file's check (`experiment.config`: an unknown na
 size (`search.plan`) and the tests. A row says how to build the Optuna sampler from
 `optuna.samplers` and what the search must know of it; this layer does not import Optuna
 (the search passes the module in); the wrapper that takes the model-based samplers out of a
-refused region (`experiment.refusals`) is imported only when one is built. A new sampler is
+refused region (`experiment.refusals`) and the GP that learns from pruned members
+(`experiment.rung_values`) are imported only when one is built. A new sampler is
 one row (docs/ARCHITECTURE.md).
 """
 
@@ -57,13 +58,9 @@ SAMPLERS: dict[str, Sampler] = {
         ),
         Sampler("random", lambda o, a: o.RandomSampler(seed=a.seed)),
         # Gaussian-process BO (logEHVI): the trials still running enter its batch acquisition
-        # (qLogEHVI), so points asked together spread out without a liar (docs/SEARCH.md)
-        Sampler(
-            "gp",
-            lambda o, a: _random_after_refusal(
-                o.GPSampler(seed=a.seed, n_startup_trials=_startup(a.num_samples)), a.seed
-            ),
-        ),
+        # (qLogEHVI), so points asked together spread out without a liar (docs/SEARCH.md);
+        # members stopped at a rung enter its model with their rung values
+        Sampler("gp", lambda o, a: _random_after_refusal(_rung_aware_gp(a), a.seed)),
         Sampler("grid", lambda o, a: o.GridSampler(dict(a.grid), seed=a.seed), grid=True),
     )
 }
@@ -72,6 +69,13 @@ SAMPLERS: dict[str, Sampler] = {
 def _startup(num_samples: int) -> int:
     """Random points before a model-based sampler models: a third of a small budget, 2 to 10."""
     return max(2, min(10, num_samples // 3))
+
+
+def _rung_aware_gp(inputs: SamplerInputs) -> Any:
+    """Optuna's GPSampler fitted on pruned members' rung values too (`experiment.rung_values`)."""
+    from experiment.rung_values import RungAwareGP  # imports Optuna: only when built
+
+    return RungAwareGP(seed=inputs.seed, n_startup_trials=_startup(inputs.num_samples))
 
 
 def _random_after_refusal(sampler: Any, seed: int) -> Any:

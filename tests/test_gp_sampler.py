@@ -12,10 +12,12 @@ import math
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 from test_study import family_study, tiny
 
 from experiment.config import experiment_from_dict
+from experiment.rung_values import RungAwareGP, as_told
 from search.members import member_key
 from search.space_config import parse_space
 
@@ -73,3 +75,52 @@ def test_points_asked_together_spread_out_where_a_blind_gp_repeats_one(
     assert len({tuple(p) for p in aware}) == K
     assert min_distance(aware) > SPREAD
     assert min_distance(blind) < SPREAD  # the collapse the batch acquisition avoids
+
+
+# --------------------------------------------------------------------------- pruned members
+
+
+def pruned(x: float, values: list[float]) -> optuna.trial.FrozenTrial:
+    """A trial stopped at a rung with `values` there, as `search.study` tells one."""
+    return optuna.trial.create_trial(
+        state=optuna.trial.TrialState.PRUNED,
+        params={"x": x},
+        distributions={"x": optuna.distributions.FloatDistribution(0.0, 1.0)},
+        user_attrs={"values": values},
+    )
+
+
+def test_a_pruned_member_is_shown_complete_with_its_rung_values_only_when_finite() -> None:
+    shown = as_told(pruned(0.3, [1.5, 2.0]))
+    assert shown.state == optuna.trial.TrialState.COMPLETE and shown.values == [1.5, 2.0]
+    assert shown.params == {"x": 0.3}
+    for kept in (pruned(0.3, [math.nan, 2.0]), pruned(0.3, [])):
+        assert as_told(kept).state == optuna.trial.TrialState.PRUNED
+    done = optuna.trial.create_trial(
+        values=[1.0, 1.0],
+        params={"x": 0.5},
+        distributions={"x": optuna.distributions.FloatDistribution(0.0, 1.0)},
+    )
+    assert as_told(done) is done
+
+
+def asked_after_pruned(sampler: optuna.samplers.BaseSampler, n: int = 4) -> list[float]:
+    """x of `n` points asked after 12 members were stopped at a rung: their rung values say
+    that x near 1 is best in both objectives (nll down, mi up)."""
+    study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler)
+    for i in range(12):
+        x = (i + 0.5) / 12
+        study.add_trial(pruned(x, [2.0 - x, 3.0 * x]))
+    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    return [study.ask(space).params["x"] for _ in range(n)]
+
+
+def test_the_gp_models_members_stopped_at_a_rung_where_optunas_gp_stays_random() -> None:
+    """With every member pruned, Optuna's GPSampler has no COMPLETE trial and keeps drawing
+    its start-up points (its independent sampler: the seed's random stream); the rung-aware
+    GP fits on the rung values and asks at the good end."""
+    plain = asked_after_pruned(optuna.samplers.GPSampler(seed=0, n_startup_trials=4))
+    random = asked_after_pruned(optuna.samplers.RandomSampler(seed=0))
+    assert plain == random
+    aware = asked_after_pruned(RungAwareGP(seed=0, n_startup_trials=4))
+    assert min(aware) > 0.9, aware
