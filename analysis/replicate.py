@@ -44,8 +44,8 @@ from typing import Any
 import yaml
 
 from analysis.png import write_pngs
-from analysis.replicate_plot import figure2_plot
-from analysis.replicate_tables import finished_rows, write_tables
+from analysis.replicate_plot import figure1_plot, figure2_plot
+from analysis.replicate_tables import curve, finished_rows, write_tables
 from experiment.config import ConfigError, Experiment, experiment_from_dict, load_experiment
 from experiment.typed_yaml import load_mapping, set_dotted
 
@@ -182,12 +182,15 @@ def run_all(replicate: Replicate, jobs: int = 1, groups: list[str] = ()) -> None
             print(line, flush=True)
 
 
-def write_figure2(replicate: Replicate) -> str:
-    """`figure2.html` (and a PNG when a browser engine is present); what was written."""
-    figure = figure2_plot(finished_rows(replicate), replicate.groups)
-    page = replicate.home / "figure2.html"
+def write_figure(replicate: Replicate) -> str:
+    """`<table>.html` (and a PNG when a browser engine is present); what was written."""
+    if replicate.table == "figure2":
+        figure = figure2_plot(finished_rows(replicate), replicate.groups)
+    else:
+        figure = figure1_plot([(r.group, r.seed, curve(r.directory)) for r in replicate.runs])
+    page = replicate.home / f"{replicate.table}.html"
     figure.write_html(page, include_plotlyjs=True)
-    pngs = write_pngs({"figure2": figure}, replicate.home, replicate.name)
+    pngs = write_pngs({replicate.table: figure}, replicate.home, replicate.name)
     return f"wrote {page}" + (f" and {pngs[0]}" if isinstance(pngs, list) else f" ({pngs})")
 
 
@@ -216,8 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.tables:
             run_all(replicate, args.jobs, args.group)
         print(write_tables(replicate))
-        if replicate.table == "figure2":
-            print(write_figure2(replicate))
+        print(write_figure(replicate))
     except (ConfigError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

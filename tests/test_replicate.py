@@ -16,7 +16,7 @@ import yaml
 from conftest import write_idx_dir
 
 from analysis.replicate import load_replicate, main, run_all
-from analysis.replicate_plot import figure2_plot
+from analysis.replicate_plot import figure1_plot, figure2_plot
 from analysis.replicate_tables import figure2_verdicts, mean_se, write_tables
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -148,3 +148,27 @@ def test_the_figure2_plot_draws_each_beta_from_its_baseline() -> None:
     assert list(at_one.error_y.array) == pytest.approx([1.0, 1.0])  # std √2 / √2
     assert list(traces[("info, β = 0.5", "x")].y) == [96.0, 96.0]
     assert list(traces[("info, β = 1", "x2")].y) == [80.0, 80.0]
+
+
+def test_the_figure1_plot_draws_each_runs_nll_and_mi_against_the_step() -> None:
+    """A line per run and panel, its points the run's curve; a colour per group, a dash per
+    seed; a run with no evaluation yet is left out."""
+
+    def points(nll: list[float], mi: list[float]) -> pd.DataFrame:
+        return pd.DataFrame({"step": [100, 200], "nll": nll, "mi": mi})
+
+    curves = [
+        ("uncapped", 0, points([1.5, 1.4], [3.0, 4.0])),
+        ("uncapped", 1, points([1.45, 1.38], [3.1, 4.2])),
+        ("elbo", 0, points([1.37, 1.36], [1.2, 1.3])),
+        ("elbo", 1, pd.DataFrame()),
+    ]
+    figure = figure1_plot(curves)
+    traces = {(t.name, t.xaxis): t for t in figure.data}
+    assert len(traces) == 6  # 3 runs with points, 2 panels
+    assert list(traces[("uncapped, seed 1", "x")].y) == [1.45, 1.38]
+    assert list(traces[("uncapped, seed 1", "x2")].y) == [3.1, 4.2]
+    assert list(traces[("elbo, seed 0", "x")].x) == [100, 200]
+    one, other = traces[("uncapped, seed 0", "x")], traces[("uncapped, seed 1", "x")]
+    assert one.line.color == other.line.color != traces[("elbo, seed 0", "x")].line.color
+    assert one.line.dash != other.line.dash
