@@ -8,9 +8,9 @@ benchmark space 9 of 32 members completed, fewer than the GP's 10 start-up trial
 spot (it ranks pruned trials in its "above" set).
 
 `RungAwareGP` shows the GP each pruned member as if it had completed with the values it had
-at its rung (`search.study` keeps them in the trial's `values` user attribute). That is what
-BOHB does with its lower budgets (Falkner et al., ICML 2018): a model fitted on the values a
-stopped run reached. A member stopped at a rung was dominated there, so its rung values are
+at its rung (`search.study` keeps them in the user attribute `PRUNED_VALUES_ATTR`). That is
+what BOHB does with its lower budgets (Falkner et al., ICML 2018): a model fitted on the
+values a stopped run reached. A member stopped at a rung was dominated there, so its rung values are
 the best evidence there is about its point; a collapsed point (mi ≈ 0) at 1/9 of its steps
 stays collapsed at the end. The front, trials.csv and the study's own states are unchanged:
 only the GP's view of the trials is.
@@ -27,13 +27,13 @@ from optuna.samplers import GPSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-VALUES_ATTR = "values"  # `search.study.FamilyStudy.tell`: a pruned member's last values
+from experiment.status import PRUNED_VALUES_ATTR
 
 
 def as_told(trial: FrozenTrial) -> FrozenTrial:
     """A pruned trial with finite rung values, as a COMPLETE trial with those values; any
     other trial unchanged."""
-    values = trial.user_attrs.get(VALUES_ATTR)
+    values = trial.user_attrs.get(PRUNED_VALUES_ATTR)
     if trial.state != TrialState.PRUNED or not isinstance(values, list) or not values:
         return trial
     if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):

@@ -22,6 +22,9 @@ UNFINISHED = "unfinished"  # analysis: evaluations on disk, no trials.csv row ye
 ROW_STATUSES = (OK, DIVERGED, REFUSED, STOPPED, PRUNED, ERROR)  # what a trials.csv row can say
 TOLD_AS_COMPLETE = (OK, STOPPED)  # told to Optuna with their values (when finite)
 NOT_COUNTED = (REFUSED, ORPHANED)  # never trained: not part of the search's budget
+# the user attribute of a pruned Optuna trial that holds its values at the rung (Optuna keeps
+# none for a pruned multi-objective trial): written by the study, read by the GP
+PRUNED_VALUES_ATTR = "values"
 
 
 def final_status(reported: str | None, error: bool = False) -> str:

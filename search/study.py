@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 from experiment.config import Experiment, default_metrics
 from experiment.samplers import SAMPLERS, SamplerInputs
 from experiment.status import ERROR, NOT_COUNTED, ORPHANED, PRUNED, REFUSED, TOLD_AS_COMPLETE
+from experiment.status import PRUNED_VALUES_ATTR as RUNG_VALUES
 from search.feasibility import refusal
 from search.halving import stops
 from search.journal import STUDY_NAME, label, open_storage, owns
@@ -235,7 +236,7 @@ class FamilyStudy:
         if status in TOLD_AS_COMPLETE and usable:
             self._tell(number, [float(v) for v in values], TrialState.COMPLETE)
         elif status == PRUNED:  # Optuna keeps no values for a pruned multi-objective trial
-            self._set_attr(number, "values", [_finite_or_nan(v) for v in values])
+            self._set_attr(number, RUNG_VALUES, [_finite_or_nan(v) for v in values])
             self._tell(number, None, TrialState.PRUNED)
         else:
             self._tell(number, None, TrialState.FAIL)

@@ -15,6 +15,7 @@ import pytest
 from test_study import family_study, tiny
 
 from experiment.config import Experiment, experiment_from_dict
+from experiment.status import PRUNED_VALUES_ATTR
 from search.halving import dominates, fronts, rungs, stops
 from search.members import SLOTS, decode, member_key, point_of
 from search.rolling import train_rolling
@@ -216,7 +217,7 @@ def test_successive_halving_prunes_members_at_rungs(tmp_path: Path) -> None:
             assert values["step"] in rungs(60, 3)
     pruned = study.study.get_trials(states=(optuna.trial.TrialState.PRUNED,))
     assert len(pruned) == statuses.count("pruned")
-    assert all(len(t.user_attrs["values"]) == 2 for t in pruned)
+    assert all(len(t.user_attrs[PRUNED_VALUES_ATTR]) == 2 for t in pruned)
 
 
 def test_idle_slots_take_no_adam_step(tmp_path: Path) -> None:
