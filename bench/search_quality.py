@@ -12,7 +12,8 @@ Methods (`--methods`, overrides beside `search.seed=<seed>`; the file's max_conc
 - tpe-fixed: today's fixed populations (`search.refill=false`);
 - tpe-rolling, gp-rolling: rolling populations (`search.refill=true`, 4 slots a trial), and
   with multi-objective successive halving (`-halving`: `search.scheduler=halving`, 8 slots a
-  trial and twice the members, which trains about the steps of the others).
+  trial and twice the members, which trains about the steps of the others), and with a placed
+  start-up (`-oa`: `search.startup=orthogonal`, `search.startup`).
 A method whose overrides this tree does not know (a ConfigError) is skipped and says so.
 
 Spaces: infovae-2d (configs/quick.yaml, the demo) and lagrangian-4d
@@ -60,6 +61,18 @@ METHODS: dict[str, list[str]] = {
         "search.scheduler=halving",
     ],
     "gp-rolling": ["search.sampler=gp", "search.population=4", "search.refill=true"],
+    "tpe-rolling-oa": [
+        "search.sampler=tpe",
+        "search.population=4",
+        "search.refill=true",
+        "search.startup=orthogonal",
+    ],
+    "gp-rolling-oa": [
+        "search.sampler=gp",
+        "search.population=4",
+        "search.refill=true",
+        "search.startup=orthogonal",
+    ],
     "gp-rolling-halving": [
         "search.sampler=gp",
         "search.population=8",

@@ -107,6 +107,7 @@ class SearchConfig:
     halving_rate: float = 3.0  # η of successive halving over members: rungs at 1/η², 1/η
     refill: bool = True  # a population trial gives an ended member's slot a new point
     enqueue_presets: tuple[Mapping[str, float], ...] = ()  # points tried first
+    startup: Literal["random", "orthogonal"] = "random"  # the start-up: drawn, or placed
     max_failures: int = 1  # retries of a trial that raised (a diverged trial is not retried)
     seed: int | None = None  # sampler seed (None: the experiment seed)
     study: str | None = None  # an Optuna storage URL (None: a journal file beside the results)
@@ -261,6 +262,11 @@ def _validate(experiment: Experiment) -> None:
         raise ConfigError(f"search.halving_rate: must be > 1, got {e.search.halving_rate}")
     if e.search.scheduler == "halving" and not e.search.refill:
         raise ConfigError("search.scheduler: halving refills stopped members' slots; set refill")
+    if e.search.startup == "orthogonal" and SAMPLERS[e.search.sampler].grid:
+        raise ConfigError(
+            "search.startup: orthogonal places a model's start-up points; the grid sampler "
+            "has none (use startup: random)"
+        )
     if e.search.scheduler == "asha" and len(e.search.metrics) != 1:
         raise ConfigError("search.scheduler: asha needs exactly one metric in search.metrics")
     o = e.objective

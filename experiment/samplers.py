@@ -19,12 +19,14 @@ from typing import Any
 
 @dataclass(frozen=True)
 class SamplerInputs:
-    """What a sampler is built from: the seed, the trials it will propose, and (for a grid
-    sampler) the values of each searched dotted key."""
+    """What a sampler is built from: the seed, the trials it will propose, (for a grid
+    sampler) the values of each searched dotted key, and how many points the search asks
+    before it can have told one result (every member slot of every concurrent trial)."""
 
     seed: int
     num_samples: int
     grid: Mapping[str, list[float]] = field(default_factory=dict)
+    asked_together: int = 1
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ SAMPLERS: dict[str, Sampler] = {
                     seed=a.seed,
                     multivariate=True,
                     constant_liar=True,
-                    n_startup_trials=_startup(a.num_samples),
+                    n_startup_trials=startup_told(a),
                 ),
                 a.seed,
             ),
@@ -66,16 +68,31 @@ SAMPLERS: dict[str, Sampler] = {
 }
 
 
-def _startup(num_samples: int) -> int:
-    """Random points before a model-based sampler models: a third of a small budget, 2 to 10."""
-    return max(2, min(10, num_samples // 3))
+STARTUP_MAX = 10  # random points asked before a model-based sampler models, at most
+STARTUP_TOLD = 2  # results a model needs, at least
+
+
+def startup_asked(num_samples: int) -> int:
+    """Random points a search asks before its sampler models: a third of a small budget,
+    2 to STARTUP_MAX."""
+    return max(2, min(STARTUP_MAX, num_samples // 3))
+
+
+def startup_told(inputs: SamplerInputs) -> int:
+    """Optuna's `n_startup_trials`, which counts results told, for `startup_asked` points
+    asked: the points asked blind together (a rolling search's first batch of member slots)
+    are start-up already. Counting told results only, 8 slots and 10 start-up trials asked
+    17 of 32 points at random, since slots kept asking while the 10th result trained
+    (docs/SEARCH.md)."""
+    blind = max(0, inputs.asked_together - 1)  # asked while the first told result trained
+    return max(STARTUP_TOLD, startup_asked(inputs.num_samples) - blind)
 
 
 def _rung_aware_gp(inputs: SamplerInputs) -> Any:
     """Optuna's GPSampler fitted on pruned members' rung values too (`experiment.rung_values`)."""
     from experiment.rung_values import RungAwareGP  # imports Optuna: only when built
 
-    return RungAwareGP(seed=inputs.seed, n_startup_trials=_startup(inputs.num_samples))
+    return RungAwareGP(seed=inputs.seed, n_startup_trials=startup_told(inputs))
 
 
 def _random_after_refusal(sampler: Any, seed: int) -> Any:

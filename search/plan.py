@@ -2,10 +2,11 @@
 
 `plan_search` validates the space, compiles a grid over it, checks that the data load on this
 (the driver's) machine, resolves the trials a grid sampler runs and the members a population
-trial trains (`search.population: auto`), names the MI bound the search optimises, and picks
-the experiment directory `<storage>/<name>/`: `experiment.yaml` (the experiment as run, every
-choice resolved: written once by `write_experiment`, read by `--resume`), `trials.csv`, the
-Optuna study (`optuna.journal`, or the `search.study` URL) and Tune's own files. No Ray here.
+trial trains (`search.population: auto`) and the placed start-up (`search.startup`), names
+the MI bound the search optimises, and picks the experiment directory `<storage>/<name>/`:
+`experiment.yaml` (the experiment as run, every choice resolved: written once by
+`write_experiment`, read by `--resume`), `trials.csv`, the Optuna study (`optuna.journal`, or
+the `search.study` URL) and Tune's own files. No Ray here.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import yaml
 
 from experiment.config import IMAGE_DATASETS, ConfigError, Experiment, load_experiment
 from experiment.files import write_atomic
-from experiment.samplers import SAMPLERS
+from experiment.samplers import SAMPLERS, startup_asked
 from search import storage
 from search.feasibility import check_compiles, enqueue_presets
 from search.populations import population_size, with_population
 from search.space_config import parse_space
 from search.spaces import Space, describe
+from search.startup import startup_points, without
 from training.data import DataError, load_dataset
 
 JOURNAL_FILE = "optuna.journal"  # Optuna's journal storage: safe on shared filesystems (NFS)
@@ -122,9 +124,20 @@ def plan_search(
     gpu = _trials_get_a_gpu(experiment, address)
     k, note = population_size(experiment, num_samples, gpu=gpu, keys=space.keys)
     experiment = with_population(experiment, k)
+    if experiment.search.startup == "orthogonal":
+        points += tuple(_placed_startup(experiment, space, num_samples, points))
     local = storage.local_dir(root, name)
     bound = mi_bound(experiment)
     return SearchPlan(experiment, space, root, name, local, bound, num_samples, points, note)
+
+
+def _placed_startup(
+    experiment: Experiment, space: Space, num_samples: int, presets: tuple[Mapping[str, float], ...]
+) -> list[dict[str, float]]:
+    """`search.startup: orthogonal`: the start-up's points (`search.startup`), after presets."""
+    seed = experiment.search.seed if experiment.search.seed is not None else experiment.seed
+    count = startup_asked(num_samples) - len(presets)
+    return without(startup_points(space, count, seed), list(presets))
 
 
 def stored_experiment(experiment: Experiment, storage_root: str | None) -> Experiment:

@@ -39,7 +39,7 @@ from search.spaces import Space
 
 def make_sampler(plan: SearchPlan) -> optuna.samplers.BaseSampler:
     """The Optuna sampler `search.sampler` names (a row of `experiment.samplers.SAMPLERS`),
-    seeded (`search.seed`, else the experiment's)."""
+    seeded (`search.seed`, else the experiment's), told how many points are asked at once."""
     search = plan.experiment.search
     sampler = SAMPLERS[search.sampler]
     seed = search.seed if search.seed is not None else plan.experiment.seed
@@ -47,9 +47,11 @@ def make_sampler(plan: SearchPlan) -> optuna.samplers.BaseSampler:
     if sampler.grid:
         per_param = grid_values_per_param(plan.space, plan.num_samples)
         grid = {p.key: p.grid(per_param) for p in plan.space.params}
+    population = search.population if isinstance(search.population, int) else 1
+    blind = min(plan.num_samples, population * search.max_concurrent)  # asked before a result
     with warnings.catch_warnings():  # TPE's multivariate and constant_liar: still flagged
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return sampler.build(optuna.samplers, SamplerInputs(seed, plan.num_samples, grid))
+        return sampler.build(optuna.samplers, SamplerInputs(seed, plan.num_samples, grid, blind))
 
 
 def distributions(space: Space) -> dict[str, FloatDistribution]:
