@@ -15,6 +15,7 @@ from experiment.samplers import STARTUP_TOLD, SamplerInputs, startup_asked, star
 from search.plan import plan_search
 from search.space_config import parse_space
 from search.startup import orthogonal_array, startup_points
+from search.study import make_sampler
 from search.tune import _study
 
 
@@ -109,3 +110,22 @@ def test_a_grid_has_no_start_up_to_place(tmp_path: Path) -> None:
         experiment_from_dict(tiny("startup", search={"sampler": "grid", "startup": "orthogonal"}))
     with pytest.raises(ConfigError, match="search.startup"):
         experiment_from_dict(tiny("startup", search={"startup": "sobol"}))
+
+
+@pytest.mark.parametrize(
+    ("sampler", "population", "want"), [("tpe", 4, 3), ("gp", 4, 3), ("tpe", 1, 9)]
+)
+def test_the_search_tells_its_sampler_the_points_asked_together(
+    sampler: str, population: int, want: int, tmp_path: Path
+) -> None:
+    """The plan's slots (population x max_concurrent 2) reach the sampler: 32 points with 8
+    slots start modelling after 3 told results, one point a trial after 9. (Optuna keeps the
+    count in a private attribute; this reads it.)"""
+    e = experiment_from_dict(
+        tiny(
+            "startup",
+            search={"sampler": sampler, "num_samples": 32, "population": population},
+        )
+    )
+    built = make_sampler(plan_search(e, storage_root=str(tmp_path)))
+    assert built.inner._n_startup_trials == want
