@@ -24,7 +24,8 @@ against grid and tpe-seq, mean [min-max] over seeds) to stderr, one JSON line to
 writes <out>/search_quality.html (+ .png with a browser): hypervolume against seconds, one
 line per method, shaded over seeds.
 
-    python bench/search_quality.py [--quick] [--seeds 3] [--methods grid,tpe-seq] [--out DIR]
+    python bench/search_quality.py [--quick] [--seeds 3] [--first-seed 0] [--methods grid,tpe-seq]
+                                   [--out DIR]
 """
 
 from __future__ import annotations
@@ -173,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, 4 methods, short runs")
     parser.add_argument("--seeds", type=int, default=None, help="default 3 (--quick: 1)")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds first-seed, first-seed + 1, ..."
+    )
     parser.add_argument("--methods", default=None, help=f"comma-separated of {', '.join(METHODS)}")
     parser.add_argument("--spaces", default=",".join(SPACES))
     parser.add_argument("--num-cpus", type=int, default=2, help="each search's local Ray")
@@ -199,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{space} {method}: skipped: {why} not in this tree", file=sys.stderr)
                 report.setdefault("skipped", {})[f"{space} {method}"] = why  # type: ignore[union-attr]
                 continue
-            for seed in range(seeds):
+            for seed in range(args.first_seed, args.first_seed + seeds):
                 storage = runs_dir / space / method / str(seed)
                 run = search(space, method, seed, args.quick, storage, args.num_cpus)
                 runs.setdefault(method, []).append(run)
