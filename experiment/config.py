@@ -193,6 +193,12 @@ class Experiment:
             set_dotted(data, key, value)
         return experiment_from_dict(data)
 
+    @property
+    def sampler_seed(self) -> int:
+        """The seed of the search's sampler and its placed start-up: `search.seed`, else the
+        experiment's."""
+        return self.search.seed if self.search.seed is not None else self.seed
+
 
 def load_experiment(path: str | Path, overrides: Iterable[str] = ()) -> Experiment:
     """Read an experiment file and apply `--set key=value` overrides."""

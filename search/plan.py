@@ -135,9 +135,8 @@ def _placed_startup(
     experiment: Experiment, space: Space, num_samples: int, presets: tuple[Mapping[str, float], ...]
 ) -> list[dict[str, float]]:
     """`search.startup: orthogonal`: the start-up's points (`search.startup`), after presets."""
-    seed = experiment.search.seed if experiment.search.seed is not None else experiment.seed
     count = startup_asked(num_samples) - len(presets)
-    return without(startup_points(space, count, seed), list(presets))
+    return without(startup_points(space, count, experiment.sampler_seed), list(presets))
 
 
 def stored_experiment(experiment: Experiment, storage_root: str | None) -> Experiment:

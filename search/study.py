@@ -42,12 +42,12 @@ def make_sampler(plan: SearchPlan) -> optuna.samplers.BaseSampler:
     seeded (`search.seed`, else the experiment's), told how many points are asked at once."""
     search = plan.experiment.search
     sampler = SAMPLERS[search.sampler]
-    seed = search.seed if search.seed is not None else plan.experiment.seed
+    seed = plan.experiment.sampler_seed
     grid = {}
     if sampler.grid:
         per_param = grid_values_per_param(plan.space, plan.num_samples)
         grid = {p.key: p.grid(per_param) for p in plan.space.params}
-    population = search.population if isinstance(search.population, int) else 1
+    population = int(search.population)  # resolved by the plan
     blind = min(plan.num_samples, population * search.max_concurrent)  # asked before a result
     with warnings.catch_warnings():  # TPE's multivariate and constant_liar: still flagged
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
