@@ -34,6 +34,10 @@ class Sampler:
     name: str
     build: Callable[[Any, SamplerInputs], Any]  # (optuna.samplers, inputs) -> a BaseSampler
     grid: bool = False  # proposes a full grid: num_samples is rounded to one (search.plan)
+    # of num_samples points, how many it asks without a model of any result: a start-up, a
+    # first generation, or all of them (random, grid); a rolling trial staggers only the slots
+    # whose first point comes after these (`search.rolling.slot_starts`)
+    blind: Callable[[int], int] = lambda n: n
 
 
 SAMPLERS: dict[str, Sampler] = {
@@ -51,21 +55,30 @@ SAMPLERS: dict[str, Sampler] = {
                 ),
                 a.seed,
             ),
+            blind=lambda n: startup_asked(n),
         ),
         Sampler(
             "nsga2",
-            lambda o, a: o.NSGAIISampler(
-                seed=a.seed, population_size=max(4, min(50, a.num_samples // 3))
-            ),
+            lambda o, a: o.NSGAIISampler(seed=a.seed, population_size=generation(a.num_samples)),
+            blind=lambda n: generation(n),
         ),
         Sampler("random", lambda o, a: o.RandomSampler(seed=a.seed)),
         # Gaussian-process BO (logEHVI): the trials still running enter its batch acquisition
         # (qLogEHVI), so points asked together spread out without a liar (docs/SEARCH.md);
         # members stopped at a rung enter its model with their rung values
-        Sampler("gp", lambda o, a: _random_after_refusal(_rung_aware_gp(a), a.seed)),
+        Sampler(
+            "gp",
+            lambda o, a: _random_after_refusal(_rung_aware_gp(a), a.seed),
+            blind=lambda n: startup_asked(n),
+        ),
         Sampler("grid", lambda o, a: o.GridSampler(dict(a.grid), seed=a.seed), grid=True),
     )
 }
+
+
+def generation(num_samples: int) -> int:
+    """NSGA-II's population size: a third of the budget, 4 to 50."""
+    return max(4, min(50, num_samples // 3))
 
 
 STARTUP_MAX = 10  # random points asked before a model-based sampler models, at most

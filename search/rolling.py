@@ -4,9 +4,10 @@ A rolling trial (config `{"slots": K}`, `search.refill`) holds K slots of one `T
 a member finishes its steps, diverges, or is stopped at a rung by successive halving
 (`search.halving`), its result is told to the study at once and its slot is given a newly
 asked point: fresh networks, Adam state and streams from that point's experiment
-(`Trainer.replace`). So the sampler sees results while the batch stays full. Slot s starts
-s/K of the way through one member's training, so that members end one after another and the
-sampler is asked a few points at a time.
+(`Trainer.replace`). So the sampler sees results while the batch stays full. The slots whose
+first point the sampler asks blind anyway (its start-up) start at once; the others start
+staggered across one member's training, so that their first points are asked after results
+and members end one after another (`slot_starts`).
 
 Members are numbered in the order the trial asked them: member n is `<trial id>#n`, its own
 Optuna trial, trials.csv row and curve. Each report holds the members still training and those
@@ -22,6 +23,7 @@ checkpoint by a driver that then died never trains, and is not counted.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,6 +33,7 @@ from typing import Any, Protocol
 import yaml
 
 from experiment.config import ConfigError, Experiment
+from experiment.samplers import SAMPLERS
 from experiment.status import DIVERGED, IDLE, OK, PRUNED, REFUSED, RUNNING
 from experiment.typed_yaml import plain
 from search import checkpoints
@@ -68,9 +71,26 @@ class State:
 
     @classmethod
     def fresh(cls, size: int, experiment: Experiment) -> State:
-        t = experiment.train
-        starts = [round(s * t.steps / size / t.eval_every) * t.eval_every for s in range(size)]
-        return cls([Slot(start) for start in starts])
+        t, s = experiment.train, experiment.search
+        blind = SAMPLERS[s.sampler].blind(s.num_samples)
+        at_once = math.ceil(blind / max(1, s.max_concurrent))  # this trial's share of them
+        return cls([Slot(start) for start in slot_starts(size, at_once, t.steps, t.eval_every)])
+
+
+def slot_starts(size: int, at_once: int, steps: int, unit: int) -> list[int]:
+    """The step at which each of `size` slots takes its first member: the first `at_once` (at
+    least one) at step 0, the others spread over one member's `steps`, slot j of those m at
+    j/(m + 1) of them, rounded to `unit` (an evaluation's: members then stop together).
+
+    A staggered slot idles (and its masked member still computes) until its start; what that
+    buys is a first point asked after some results. The points a sampler asks blind anyway
+    (its start-up: `experiment.samplers.Sampler.blind`) gain nothing from waiting, so their
+    slots start at once; staggering all K slots cost (K - 1) / 2 members' training per trial
+    (docs/SEARCH.md, "Rolling populations")."""
+    now = min(size, max(1, at_once))
+    later = size - now
+    staggered = [round(j * steps / (later + 1) / unit) * unit for j in range(1, later + 1)]
+    return [0] * now + staggered
 
 
 def train_rolling(config: Mapping[str, Any], experiment: Experiment, io: Any) -> None:

@@ -18,7 +18,7 @@ from experiment.config import Experiment, experiment_from_dict
 from experiment.status import PRUNED_VALUES_ATTR
 from search.halving import dominates, fronts, rungs, stops
 from search.members import SLOTS, decode, member_key, point_of
-from search.rolling import train_rolling
+from search.rolling import State, slot_starts, train_rolling
 from search.trial import TrialIO
 from training.trainer import Trainer
 
@@ -159,15 +159,57 @@ def test_a_rolling_trial_refills_its_slots_until_the_budget(tmp_path: Path) -> N
     assert {m["status"] for m in members.values()} == {"ok"}
     assert len(complete(study)) == 5 and study.exhausted()
     assert run.results[-1].get("done")
-    # staggered: slot 1's first member starts half a member's training after slot 0's
-    first_seen = {}
-    for i, result in enumerate(run.results):
-        for m in decode(result):
-            first_seen.setdefault(m.index, i)
-    assert first_seen[1] > first_seen[0]
+    # a random sampler asks every point blind: both slots start at once, not staggered
+    assert first_report(run.results)[1] == first_report(run.results)[0] == 0
     # results were told while others trained: the last point was asked after the first result
     trials = sorted(study.study.get_trials(), key=lambda t: t.number)
     assert trials[-1].datetime_start > min(t.datetime_complete for t in trials)
+
+
+def first_report(results: list[dict[str, Any]]) -> dict[int, int]:
+    """Each member's first report, by member number."""
+    seen: dict[int, int] = {}
+    for i, result in enumerate(results):
+        for m in decode(result):
+            if m.index is not None:
+                seen.setdefault(m.index, i)
+    return seen
+
+
+def test_slots_past_a_model_samplers_start_up_start_staggered(tmp_path: Path) -> None:
+    # tpe asks 2 of 6 points blind (its start-up), a trial's share of 2 concurrent: 1
+    experiment = experiment_of(num_samples=6, sampler="tpe")
+    assert [s.start for s in State.fresh(4, experiment).slots] == [0, 20, 40, 40]
+    study = family_study(experiment, tmp_path, budget=6)
+    run = Run(experiment, tmp_path, Link(study))
+    train_rolling({SLOTS: 2}, experiment, run.io())
+    seen = first_report(run.results)
+    assert seen[1] > seen[0]  # slot 1 took its first member a report after slot 0
+    assert len(ended(run.results)) == 6
+
+
+@pytest.mark.parametrize(
+    ("size", "at_once", "steps", "unit", "starts"),
+    [
+        (4, 1, 1000, 500, [0, 0, 500, 1000]),  # every slot staggered, as before the start-up
+        (4, 4, 1000, 500, [0, 0, 0, 0]),
+        (4, 9, 1000, 500, [0, 0, 0, 0]),
+        (4, 2, 1000, 1, [0, 0, 333, 667]),
+        (3, 0, 90, 10, [0, 30, 60]),  # slot 0 always starts at once
+        (1, 1, 50, 10, [0]),
+    ],
+)
+def test_slot_starts(size: int, at_once: int, steps: int, unit: int, starts: list[int]) -> None:
+    assert slot_starts(size, at_once, steps, unit) == starts
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_slot_starts_idle_less_when_more_start_at_once(seed: int) -> None:
+    rng = random.Random(seed)
+    size, steps = rng.randint(1, 9), rng.randint(1, 2000)
+    idle = [sum(slot_starts(size, b, steps, 1)) for b in range(1, size + 1)]
+    assert idle == sorted(idle, reverse=True) and idle[-1] == 0
+    assert all(0 <= s <= steps for s in slot_starts(size, 1, steps, 1))
 
 
 def test_a_refilled_member_trains_as_it_would_alone(tmp_path: Path) -> None:
