@@ -1,8 +1,8 @@
 """What a search finds per CPU-second: anytime hypervolume of (nll, mi), method by method.
 
-Runs each method on each space, one search after the other, each in a fresh process with its
-own local Ray started before its clock starts (bench/demo_search.py's way); a run's clock
-starts when its search starts. Every method of a space is scored against one reference point
+Runs each method on each space, one search after the other (seed by seed: every method of
+one seed, then the next seed), each in a fresh process with its own local Ray started before
+its clock starts (bench/demo_search.py's way); a run's clock starts when its search starts. Every method of a space is scored against one reference point
 (`analysis.pareto.reference_point` over the usable trials of all its runs). A trial's time is
 when the Optuna journal says it was told (its `datetime_complete`), its steps its trials.csv
 `step`; a trial counts for the front when it ended `ok` (`analysis.pareto.usable_mask`).
@@ -197,13 +197,18 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(runs_dir, ignore_errors=True)
     for space in args.spaces.split(","):
         runs: dict[str, list[Run]] = {}
+        usable = []
         for method in names:
             why = known(space, method)
             if why is not None:
                 print(f"{space} {method}: skipped: {why} not in this tree", file=sys.stderr)
                 report.setdefault("skipped", {})[f"{space} {method}"] = why  # type: ignore[union-attr]
-                continue
-            for seed in range(args.first_seed, args.first_seed + seeds):
+            else:
+                usable.append(method)
+        # seed by seed, every method of a seed one after the other: the runs a ratio pairs
+        # are minutes apart, not the whole benchmark, when the machine's speed drifts
+        for seed in range(args.first_seed, args.first_seed + seeds):
+            for method in usable:
                 storage = runs_dir / space / method / str(seed)
                 run = search(space, method, seed, args.quick, storage, args.num_cpus)
                 runs.setdefault(method, []).append(run)
