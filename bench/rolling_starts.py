@@ -45,11 +45,15 @@ from search.trial import TrialIO  # noqa: E402
 from training.trainer import Trainer  # noqa: E402
 
 SPACE = ROOT / "configs" / "lagrangian-mog.yaml"
-RULES = {
-    "staggered": lambda size, at_once, steps, unit: RULE(size, 1, steps, unit),
-    "start-up at once": lambda size, at_once, steps, unit: RULE(size, at_once, steps, unit),
-}
-RULE = rolling.slot_starts
+SLOT_STARTS = rolling.slot_starts  # the trial's rule
+
+
+def every_slot_staggered(size: int, at_once: int, steps: int, unit: int) -> list[int]:
+    """The rule before the start-up counted: only the first slot starts at once."""
+    return SLOT_STARTS(size, 1, steps, unit)
+
+
+RULES = {"staggered": every_slot_staggered, "start-up at once": SLOT_STARTS}
 
 
 def one_trial(rule: str, slots: int, members: int, seed: int) -> tuple[int, float]:
@@ -86,7 +90,7 @@ def one_trial(rule: str, slots: int, members: int, seed: int) -> tuple[int, floa
             rolling.train_rolling({SLOTS: slots}, experiment, io)
             seconds = time.process_time() - start
         finally:
-            rolling.slot_starts, Trainer.train_steps = RULE, train_steps  # type: ignore[method-assign]
+            rolling.slot_starts, Trainer.train_steps = SLOT_STARTS, train_steps  # type: ignore[method-assign]
     return steps[0], seconds
 
 
@@ -104,8 +108,13 @@ def main(argv: list[str] | None = None) -> int:
             steps, seconds = one_trial(rule, args.slots, args.members, seed=round_)
             found[rule]["steps"].append(steps)
             found[rule]["cpu_s"].append(seconds)
-            print(f"round {round_} {rule}: {steps} joint steps, {seconds:.1f} CPU s", file=sys.stderr)
-    out = {r: {"steps": v["steps"][0], "cpu_s": statistics.median(v["cpu_s"])} for r, v in found.items()}
+            print(
+                f"round {round_} {rule}: {steps} joint steps, {seconds:.1f} CPU s", file=sys.stderr
+            )
+    out = {
+        r: {"steps": v["steps"][0], "cpu_s": statistics.median(v["cpu_s"])}
+        for r, v in found.items()
+    }
     old, new = out["staggered"], out["start-up at once"]
     out["steps_ratio"] = round(new["steps"] / old["steps"], 3)
     out["cpu_ratio"] = round(new["cpu_s"] / old["cpu_s"], 3)

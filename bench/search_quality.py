@@ -2,7 +2,8 @@
 
 Runs each method on each space, one search after the other (seed by seed: every method of
 one seed, then the next seed), each in a fresh process with its own local Ray started before
-its clock starts (bench/demo_search.py's way); a run's clock starts when its search starts. Every method of a space is scored against one reference point
+its clock starts (bench/demo_search.py's way); a run's clock starts when its search starts.
+Every method of a space is scored against one reference point
 (`analysis.pareto.reference_point` over the usable trials of all its runs). A trial's time is
 when the Optuna journal says it was told (its `datetime_complete`), its steps its trials.csv
 `step`; a trial counts for the front when it ended `ok` (`analysis.pareto.usable_mask`).

@@ -34,46 +34,10 @@ class Sampler:
     name: str
     build: Callable[[Any, SamplerInputs], Any]  # (optuna.samplers, inputs) -> a BaseSampler
     grid: bool = False  # proposes a full grid: num_samples is rounded to one (search.plan)
-    # of num_samples points, how many it asks without a model of any result: a start-up, a
+    # of num_samples points, how many it asks before it models any result: a start-up, a
     # first generation, or all of them (random, grid); a rolling trial staggers only the slots
     # whose first point comes after these (`search.rolling.slot_starts`)
-    blind: Callable[[int], int] = lambda n: n
-
-
-SAMPLERS: dict[str, Sampler] = {
-    s.name: s
-    for s in (
-        # constant_liar: points asked together (a population, concurrent trials) spread out
-        Sampler(
-            "tpe",
-            lambda o, a: _random_after_refusal(
-                o.TPESampler(
-                    seed=a.seed,
-                    multivariate=True,
-                    constant_liar=True,
-                    n_startup_trials=startup_told(a),
-                ),
-                a.seed,
-            ),
-            blind=lambda n: startup_asked(n),
-        ),
-        Sampler(
-            "nsga2",
-            lambda o, a: o.NSGAIISampler(seed=a.seed, population_size=generation(a.num_samples)),
-            blind=lambda n: generation(n),
-        ),
-        Sampler("random", lambda o, a: o.RandomSampler(seed=a.seed)),
-        # Gaussian-process BO (logEHVI): the trials still running enter its batch acquisition
-        # (qLogEHVI), so points asked together spread out without a liar (docs/SEARCH.md);
-        # members stopped at a rung enter its model with their rung values
-        Sampler(
-            "gp",
-            lambda o, a: _random_after_refusal(_rung_aware_gp(a), a.seed),
-            blind=lambda n: startup_asked(n),
-        ),
-        Sampler("grid", lambda o, a: o.GridSampler(dict(a.grid), seed=a.seed), grid=True),
-    )
-}
+    unmodelled: Callable[[int], int] = lambda n: n
 
 
 def generation(num_samples: int) -> int:
@@ -99,6 +63,42 @@ def startup_told(inputs: SamplerInputs) -> int:
     (docs/SEARCH.md)."""
     blind = max(0, inputs.asked_together - 1)  # asked while the first told result trained
     return max(STARTUP_TOLD, startup_asked(inputs.num_samples) - blind)
+
+
+SAMPLERS: dict[str, Sampler] = {
+    s.name: s
+    for s in (
+        # constant_liar: points asked together (a population, concurrent trials) spread out
+        Sampler(
+            "tpe",
+            lambda o, a: _random_after_refusal(
+                o.TPESampler(
+                    seed=a.seed,
+                    multivariate=True,
+                    constant_liar=True,
+                    n_startup_trials=startup_told(a),
+                ),
+                a.seed,
+            ),
+            unmodelled=startup_asked,
+        ),
+        Sampler(
+            "nsga2",
+            lambda o, a: o.NSGAIISampler(seed=a.seed, population_size=generation(a.num_samples)),
+            unmodelled=generation,
+        ),
+        Sampler("random", lambda o, a: o.RandomSampler(seed=a.seed)),
+        # Gaussian-process BO (logEHVI): the trials still running enter its batch acquisition
+        # (qLogEHVI), so points asked together spread out without a liar (docs/SEARCH.md);
+        # members stopped at a rung enter its model with their rung values
+        Sampler(
+            "gp",
+            lambda o, a: _random_after_refusal(_rung_aware_gp(a), a.seed),
+            unmodelled=startup_asked,
+        ),
+        Sampler("grid", lambda o, a: o.GridSampler(dict(a.grid), seed=a.seed), grid=True),
+    )
+}
 
 
 def _rung_aware_gp(inputs: SamplerInputs) -> Any:

@@ -72,8 +72,8 @@ class State:
     @classmethod
     def fresh(cls, size: int, experiment: Experiment) -> State:
         t, s = experiment.train, experiment.search
-        blind = SAMPLERS[s.sampler].blind(s.num_samples)
-        at_once = math.ceil(blind / max(1, s.max_concurrent))  # this trial's share of them
+        unmodelled = SAMPLERS[s.sampler].unmodelled(s.num_samples)
+        at_once = math.ceil(unmodelled / max(1, s.max_concurrent))  # this trial's share
         return cls([Slot(start) for start in slot_starts(size, at_once, t.steps, t.eval_every)])
 
 
@@ -84,7 +84,7 @@ def slot_starts(size: int, at_once: int, steps: int, unit: int) -> list[int]:
 
     A staggered slot idles (and its masked member still computes) until its start; what that
     buys is a first point asked after some results. The points a sampler asks blind anyway
-    (its start-up: `experiment.samplers.Sampler.blind`) gain nothing from waiting, so their
+    (its start-up: `experiment.samplers.Sampler.unmodelled`) gain nothing from waiting, so their
     slots start at once; staggering all K slots cost (K - 1) / 2 members' training per trial
     (docs/SEARCH.md, "Rolling populations")."""
     now = min(size, max(1, at_once))
