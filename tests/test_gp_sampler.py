@@ -9,6 +9,7 @@ K times. Both sides run here, so the bound is shown to tell the two apart.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 from test_study import family_study, tiny
 
 from experiment.config import experiment_from_dict
-from experiment.rung_values import RungAwareGP, as_told
+from experiment.rung_values import ACQUISITION_EFFORT, RungAwareGP, as_told
 from search.members import member_key
 from search.space_config import parse_space
 
@@ -124,3 +125,40 @@ def test_the_gp_models_members_stopped_at_a_rung_where_optunas_gp_stays_random()
     assert plain == random
     aware = asked_after_pruned(RungAwareGP(seed=0, n_startup_trials=4))
     assert min(aware) > 0.9, aware
+
+
+# --------------------------------------------------------------------------- acquisition effort
+
+
+def test_the_acquisition_search_runs_with_the_effort_set_not_optunas_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`ACQUISITION_EFFORT` reaches the optimiser of the acquisition function: an Optuna whose
+    GPSampler renamed or stopped reading these attributes fails here, not silently slower."""
+    from optuna.samplers._gp import sampler as gp_module
+
+    seen: list[tuple[int, int]] = []
+    optim_mixed = gp_module.optim_mixed  # the name GPSampler calls through (a lazy import)
+    optimise = optim_mixed.optimize_acqf_mixed  # loads it first: a later load would overwrite
+
+    def recorded(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append((kwargs["n_preliminary_samples"], kwargs["n_local_search"]))
+        return optimise(*args, **kwargs)
+
+    monkeypatch.setattr(optim_mixed, "optimize_acqf_mixed", recorded)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "GPSampler has no ..." fallback
+        sampler = RungAwareGP(seed=0, n_startup_trials=4)
+    study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler)
+    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    for i in range(5):
+        x = (i + 0.5) / 5
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=[2.0 - x, 3.0 * x], params={"x": x}, distributions=space
+            )
+        )
+    study.ask(space)
+    effort = ACQUISITION_EFFORT
+    assert seen == [(effort["_n_preliminary_samples"], effort["_n_local_search"])]
+    assert seen[0] != (2048, 10)  # Optuna 5.0's defaults: the setting changed something
