@@ -1,6 +1,6 @@
 """The demo's search part: population trials against one configuration per trial, side by side.
 
-Times the search `make demo` runs (configs/quick.yaml: 16 trials of the InfoVAE on the
+Times the search `make demo` runs (configs/quick.yaml: its trials of the InfoVAE on the
 embedded mixture, 2 at a time) in fresh processes, one side after the other:
 
 - `population=1`: this tree, one configuration per Ray trial;
