@@ -15,7 +15,12 @@ code; Ray's start-up and the dashboard are fixed costs outside it. Sides alterna
 each single-configuration side, and each side's best nll and largest mi (the points differ:
 the sampler sees results at different moments).
 
+Every side runs `--num-samples` points (default 16, the demo's budget when the figures in
+docs/BENCHMARKS.md were taken; the file now asks 20), so a baseline tree whose file asks a
+different number is timed on the same work.
+
     python bench/demo_search.py [--baseline 90171c7] [--population auto] [--repeats 1]
+                                [--num-samples 16]
 """
 
 from __future__ import annotations
@@ -35,10 +40,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 from child import run_child  # noqa: E402
 
 CHILD = """
-import json, logging, sys, time
+import json, logging, os, sys, time
 sys.path.insert(0, ".")
 import ray
-from experiment.config import load_experiment
+if os.path.isdir("experiment"):
+    from experiment.config import load_experiment
+else:  # a tree from before the experiment layer (90171c7): else the installed one is found
+    from search.config import load_experiment
 from search.tune import run_search
 experiment = load_experiment("configs/quick.yaml", {overrides!r})
 ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
@@ -68,12 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--population", default=None, help="the population side (default: file)")
     parser.add_argument("--baseline", default=None, help="a git ref to time as well")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--num-samples", type=int, default=16, help="points, every side")
     args = parser.parse_args(argv)
+    budget = f"search.num_samples={args.num_samples}"
     population = args.population or _file_population()
     with tempfile.TemporaryDirectory() as tmp:
         sides = {
-            "population=1": (ROOT, ["search.population=1"]),
-            f"population={population}": (ROOT, [f"search.population={population}"]),
+            "population=1": (ROOT, ["search.population=1", budget]),
+            f"population={population}": (ROOT, [f"search.population={population}", budget]),
         }
         baseline = Path(tmp) / "baseline"
         if args.baseline:
@@ -83,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                 check=True,
                 capture_output=True,
             )
-            sides = {f"baseline {args.baseline}": (baseline, []), **sides}
+            sides = {f"baseline {args.baseline}": (baseline, [budget]), **sides}
         runs: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
         try:
             for _ in range(args.repeats):
