@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow.fs
 import ray
-from ray.tune.search import Searcher, SearchGenerator
+from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from search.members import MEMBERS, SLOTS, final, member_key
@@ -163,6 +163,10 @@ class FamilySearcher(Searcher):
             key = member_key(trial_id, member.index)
             self.study.tell(key, member.status, member.metrics, self.metrics)
 
+    def forget(self, trial_id: str) -> None:
+        """A trial Tune lost in a kill never reports: its members go back to the budget."""
+        self.study.forget(trial_id)
+
     def save(self, checkpoint_path: str) -> None:
         study = ray.get(ray.get_actor(host_name()).get.remote())
         settings = (self.metrics, self.modes, self.population, self.rolling)
@@ -190,6 +194,26 @@ class Generator(SearchGenerator):
     trials it restores (`TuneController._restore_trials`)."""
 
     here: tuple[str, str] | None = None  # the running driver's (storage, name): search.tune
+    restored: Generator | None = None  # restored in this driver, not yet settled (search.tune)
+
+    def restore_from_dir(self, dirpath: str) -> None:
+        super().restore_from_dir(dirpath)
+        Generator.restored = self
+
+    def settle(self, live: set[str]) -> None:
+        """After a restore, the concurrency limit counts exactly the unfinished trials Tune
+        resumed (`live`). A driver killed while its state was written can leave the searcher's
+        copy ahead of Tune's trials: a trial it suggested and Tune lost would hold a slot
+        forever, and Tune would wait for a trial the searcher never gives. Such a trial is
+        forgotten (its members orphaned, asked again); one Tune holds and the copy lacks is
+        counted, so its end reaches the searcher."""
+        limiter = self.searcher
+        if not isinstance(limiter, ConcurrencyLimiter):
+            return
+        for trial_id in sorted(limiter.live_trials - live):
+            limiter.searcher.forget(trial_id)
+        limiter.live_trials = set(live)
+        limiter.num_unfinished_live_trials = len(live)
 
     def set_state(self, state: dict) -> None:
         super().set_state(state)

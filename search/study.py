@@ -177,9 +177,13 @@ class FamilyStudy:
         raise RuntimeError(f"the compiler refused {self.max_refusals} points in a row: {reason}")
 
     def add_rolling(self, trial_id: str) -> None:
-        """A rolling trial starts (`search.rolling`): saved with the study, so that a resumed
-        driver leaves its running members for it to claim."""
+        """A rolling trial starts: a resumed driver leaves its running members to it (claim)."""
         self.rolling_trials.add(trial_id)
+
+    def forget(self, trial_id: str) -> None:
+        """A trial a resumed Tune lost (`Generator.settle`): its unfinished members orphaned."""
+        self.rolling_trials.discard(trial_id)
+        self.claim(trial_id, ())
 
     def ask_member(self, trial_id: str, member: int) -> dict[str, float] | None:
         """A rolling trial's next point (`search.rolling`), None once the budget is spent."""

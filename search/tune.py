@@ -97,6 +97,11 @@ class Progress(tune.Callback):
         self.ledger = Ledger(plan, after_trial)
         self.ledger.load()
 
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if Generator.restored is not None:  # the first step after a restore: Tune's trials
+            Generator.restored.settle({t.trial_id for t in trials if not t.is_finished()})
+            Generator.restored = None
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.ledger.start(trial)
 
@@ -197,7 +202,7 @@ def run_search(
             _prune(plan, grid)
     finally:
         stop.__exit__()
-        Progress.driver, Generator.here = None, None
+        Progress.driver, Generator.here, Generator.restored = None, None, None
         if host is not None:
             ray.kill(host)
         if started:

@@ -28,6 +28,7 @@ from search.journal import owns
 from search.plan import plan_search
 from search.relocate import resumed
 from search.searcher import FamilySearcher, Generator, host_name, start_host
+from search.tune import Progress
 from search.tune import _study as study_of  # the driver's own construction
 
 BUDGET = 3
@@ -79,6 +80,54 @@ def test_the_concurrency_limiter_and_tunes_generator_hold_the_contract(host: tup
     assert limited.suggest("b") is not None
     generator = Generator(limited)
     assert generator.searcher is limited and generator.metric == limited.metric
+
+
+def test_a_trial_tune_lost_in_a_kill_frees_its_slot_and_its_members(host: tuple) -> None:
+    """The race CI hit: a driver killed after its searcher's state recorded population "p1"
+    but before Tune's trials did. Restored as saved, the limiter held "p1" live for ever and
+    the resumed Tune waited for a trial the searcher never gave. `settle` with the trials Tune
+    holds frees the slot and gives p1's members back to the budget."""
+    plan, _ = host
+    family = FamilySearcher(plan.metrics, plan.modes, population=2)
+    generator = Generator(ConcurrencyLimiter(family, max_concurrent=1))
+    limiter = generator.searcher
+    assert len(limiter.suggest("p0")["members"]) == 2
+    limiter.on_trial_complete("p0", {"members/0/nll": 1.0, "members/0/mi": 0.5})
+    assert len(limiter.suggest("p1")["members"]) == 1  # the last of the budget of 3
+    # what a restore from those states gives: p1 live in the limiter, Tune holds nothing live
+    assert limiter.suggest("p2") is None  # without settle: for ever
+    generator.settle(set())
+    again = limiter.suggest("p2")
+    assert again is not None and len(again["members"]) == 1  # p1's member is asked again
+    lost = [t for t in trials(plan.study) if t.user_attrs["tune_trial_id"] == "p1"]
+    assert [(t.state, t.user_attrs["status"]) for t in lost] == [(FAIL, "orphaned")]
+    generator.settle({"p2", "p3"})  # the other way: trials Tune resumes count against the limit
+    assert limiter.live_trials == {"p2", "p3"} and limiter.suggest("p4") is None
+
+
+def test_the_first_step_after_a_restore_settles_the_limiter_on_tunes_unfinished_trials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Restored:
+        live: set[str] | None = None
+
+        def settle(self, live: set[str]) -> None:
+            self.live = live
+
+    class Trial:
+        def __init__(self, trial_id: str, finished: bool) -> None:
+            self.trial_id, self.finished = trial_id, finished
+
+        def is_finished(self) -> bool:
+            return self.finished
+
+    restored = Restored()
+    monkeypatch.setattr(Generator, "restored", restored)
+    held = [Trial("a", True), Trial("b", False), Trial("c", False)]
+    Progress().on_step_begin(iteration=0, trials=held)
+    assert restored.live == {"b", "c"} and Generator.restored is None
+    Progress().on_step_begin(iteration=1, trials=[])  # later steps: nothing to settle
+    assert restored.live == {"b", "c"}
 
 
 def test_a_blank_searcher_restores_what_was_saved(host: tuple, tmp_path: Path) -> None:
