@@ -14,7 +14,8 @@ Methods (`--methods`, overrides beside `search.seed=<seed>`; the file's max_conc
 - tpe-rolling, gp-rolling: rolling populations (`search.refill=true`, 4 slots a trial), and
   with multi-objective successive halving (`-halving`: `search.scheduler=halving`, 8 slots a
   trial and twice the members, which trains about the steps of the others), and with a placed
-  start-up (`-oa`: `search.startup=orthogonal`, `search.startup`).
+  start-up (`-oa`: `search.startup=orthogonal`, `search.startup`);
+- tpe-rolling-anytime: tpe-rolling asking 1.5× the members, for its curve at fixed times.
 A method whose overrides this tree does not know (a ConfigError) is skipped and says so.
 
 Spaces: infovae-2d (configs/quick.yaml, the demo) and lagrangian-4d
@@ -81,11 +82,16 @@ METHODS: dict[str, list[str]] = {
         "search.refill=true",
         "search.scheduler=halving",
     ],
+    "tpe-rolling-anytime": ["search.sampler=tpe", "search.population=4", "search.refill=true"],
 }
-# Halving stops most members at 1/9 or 1/3 of their steps, so a halving search gets twice the
-# members: it then trains about as many steps as the others (docs/BENCHMARKS.md), and its 8
-# slots a trial turn over fast enough to stay adaptive (a member-step costs less at K = 8).
-HALVING_BUDGET = 2
+# Members asked, as a multiple of the space's budget. Halving stops most members at 1/9 or
+# 1/3 of their steps, so a halving search gets twice the members: it then trains about as
+# many steps as the others (docs/BENCHMARKS.md), and its 8 slots a trial turn over fast
+# enough to stay adaptive (a member-step costs less at K = 8). `-anytime` is rolling TPE
+# asking more members than it finishes by a quarter of the grid's time: its first 32 are
+# asked as tpe-rolling's (the start-up is 10 points either way), so its curve up to then is
+# what a search with a deadline finds, where tpe-rolling stops at its budget.
+BUDGET_FACTOR = {"tpe-rolling-halving": 2, "gp-rolling-halving": 2, "tpe-rolling-anytime": 1.5}
 QUICK_METHODS = ("grid", "tpe-seq", "tpe-fixed", "gp-rolling-halving")
 REFERENCES = ("grid", "tpe-seq")  # what every ratio is taken against
 # "hypervolume at equal wall time": parts of the reference's wall time (1/4 of the grid's is
@@ -123,8 +129,7 @@ print(json.dumps(child_result(plan, start, time.time())))
 def overrides_of(space: str, method: str, seed: int, quick: bool) -> list[str]:
     path, grid_n, n, quick_set, quick_grid_n, quick_n = SPACES[space]
     samples = (quick_grid_n if quick else grid_n) if method == "grid" else (quick_n if quick else n)
-    if "search.scheduler=halving" in METHODS[method]:
-        samples *= HALVING_BUDGET
+    samples = round(samples * BUDGET_FACTOR.get(method, 1))
     return [*METHODS[method], f"search.num_samples={samples}", f"search.seed={seed}"] + (
         quick_set if quick else []
     )
