@@ -15,7 +15,9 @@ Methods (`--methods`, overrides beside `search.seed=<seed>`; the file's max_conc
   with multi-objective successive halving (`-halving`: `search.scheduler=halving`, 8 slots a
   trial and twice the members, which trains about the steps of the others), and with a placed
   start-up (`-oa`: `search.startup=orthogonal`, `search.startup`);
-- tpe-rolling-anytime: tpe-rolling asking 1.5× the members, for its curve at fixed times.
+- tpe-rolling-anytime: tpe-rolling asking 1.5× the members, for its curve at fixed times;
+- tpe-gp-rolling: rolling populations whose asks TPE and the GP take in turns
+  (`search.sampler=tpe-gp`).
 A method whose overrides this tree does not know (a ConfigError) is skipped and says so.
 
 Spaces: infovae-2d (configs/quick.yaml, the demo) and lagrangian-4d
@@ -83,6 +85,7 @@ METHODS: dict[str, list[str]] = {
         "search.scheduler=halving",
     ],
     "tpe-rolling-anytime": ["search.sampler=tpe", "search.population=4", "search.refill=true"],
+    "tpe-gp-rolling": ["search.sampler=tpe-gp", "search.population=4", "search.refill=true"],
 }
 # Members asked, as a multiple of the space's budget. Halving stops most members at 1/9 or
 # 1/3 of their steps, so a halving search gets twice the members: it then trains about as
