@@ -88,7 +88,7 @@ SAMPLERS: dict[str, Sampler] = {
             unmodelled=startup_asked,
         ),
         # TPE and the GP taking turns, each modelling every result (`experiment.alternating`):
-        # each alone missed the front's best region on a third of the benchmark's seeds
+        # the two miss the front's best region on different seeds
         Sampler(
             "tpe-gp",
             lambda o, a: _random_after_refusal(_tpe_and_gp(o, a), a.seed),
