@@ -55,20 +55,12 @@ class Alternating(BaseSampler):
         return self.turn(trial).sample_relative(study, trial, search_space)
 
     def sample_independent(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
+        self, study: Study, trial: FrozenTrial, name: str, distribution: BaseDistribution
     ) -> Any:
-        return self.turn(trial).sample_independent(study, trial, param_name, param_distribution)
+        return self.turn(trial).sample_independent(study, trial, name, distribution)
 
     def after_trial(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        state: TrialState,
-        values: Sequence[float] | None,
+        self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
     ) -> None:
         for sampler in self.samplers:
             sampler.after_trial(study, trial, state, values)
