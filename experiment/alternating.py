@@ -1,4 +1,4 @@
-"""Two samplers taking turns on one study: trial n is proposed by sampler n mod 2.
+"""Samplers taking turns on one study: trial n is proposed by sampler n mod k (`tpe-gp`: k = 2).
 
 On the 4-multiplier benchmark space most of the box collapses (mi ~ 0), and the front's
 hypervolume is almost all in one small region at the MI cap. Rolling TPE and rolling GP each

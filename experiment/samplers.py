@@ -5,9 +5,9 @@ The table drives the experiment file's check (`experiment.config`: an unknown na
 size (`search.plan`) and the tests. A row says how to build the Optuna sampler from
 `optuna.samplers` and what the search must know of it; this layer does not import Optuna
 (the search passes the module in); the wrapper that takes the model-based samplers out of a
-refused region (`experiment.refusals`) and the GP that learns from pruned members
-(`experiment.rung_values`) are imported only when one is built. A new sampler is
-one row (docs/ARCHITECTURE.md).
+refused region (`experiment.refusals`), the GP that learns from pruned members
+(`experiment.rung_values`) and the samplers taking turns (`experiment.alternating`) are
+imported only when one is built. A new sampler is one row (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
