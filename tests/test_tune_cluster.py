@@ -45,11 +45,16 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
 def test_fractional_gpu_trials_spread_over_both_nodes(
     two_nodes: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Joined with --address (the packages travel as py_modules), 4 trials at gpu 0.5."""
+    """Joined with --address (the packages travel as py_modules), 4 trials at gpu 0.5.
+
+    Ray fills the driver's node first and spreads only when a third trial finds it full, so
+    the trials must outlast the 1-3 s Tune takes to start the next: at 100 steps one ended
+    before the third started and all four ran on the head node (a CI run on 2 cores).
+    """
     data = tiny(
         "cluster",
         resources={"cpu": 1, "gpu": 0.5},
-        train={"device": "auto"},
+        train={"device": "auto", "steps": 1000, "eval_every": 500},
         search={"num_samples": 4, "max_concurrent": 4},
     )
     path = tmp_path / "cluster.yaml"
@@ -62,7 +67,8 @@ def test_fractional_gpu_trials_spread_over_both_nodes(
         rows = list(csv.DictReader(handle))
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
     nodes = {node.node_id for node in two_nodes.list_all_nodes()}
-    assert {r["node_id"] for r in rows} == nodes and len(nodes) == 2
+    placed = [(r["node_id"][:8], r["ended_at"], r["time_s"]) for r in rows]
+    assert {r["node_id"] for r in rows} == nodes and len(nodes) == 2, placed
     assert {r["gpu_ids"] for r in rows} == {"0"}  # each node's one logical GPU
     per_gpu: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     for row in rows:
