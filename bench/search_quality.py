@@ -17,7 +17,8 @@ Methods (`--methods`, overrides beside `search.seed=<seed>`; the file's max_conc
   start-up (`-oa`: `search.startup=orthogonal`, `search.startup`);
 - tpe-rolling-anytime: tpe-rolling asking 1.5× the members, for its curve at fixed times;
 - tpe-gp-rolling: rolling populations whose asks TPE and the GP take in turns
-  (`search.sampler=tpe-gp`).
+  (`search.sampler=tpe-gp`);
+- tpe-rolling-8: rolling TPE with 8 slots a trial and a quarter more members.
 A method whose overrides this tree does not know (a ConfigError) is skipped and says so.
 
 Spaces: infovae-2d (configs/quick.yaml, the demo) and lagrangian-4d
@@ -86,6 +87,7 @@ METHODS: dict[str, list[str]] = {
     ],
     "tpe-rolling-anytime": ["search.sampler=tpe", "search.population=4", "search.refill=true"],
     "tpe-gp-rolling": ["search.sampler=tpe-gp", "search.population=4", "search.refill=true"],
+    "tpe-rolling-8": ["search.sampler=tpe", "search.population=8", "search.refill=true"],
 }
 # Members asked, as a multiple of the space's budget. Halving stops most members at 1/9 or
 # 1/3 of their steps, so a halving search gets twice the members: it then trains about as
@@ -94,7 +96,14 @@ METHODS: dict[str, list[str]] = {
 # asking more members than it finishes by a quarter of the grid's time: its first 32 are
 # asked as tpe-rolling's (the start-up is 10 points either way), so its curve up to then is
 # what a search with a deadline finds, where tpe-rolling stops at its budget.
-BUDGET_FACTOR = {"tpe-rolling-halving": 2, "gp-rolling-halving": 2, "tpe-rolling-anytime": 1.5}
+# `tpe-rolling-8` holds 8 slots a trial, where a member-step costs about 0.7 of one at 4
+# (docs/BENCHMARKS.md, "The population step"), and asks a quarter more members with that.
+BUDGET_FACTOR = {
+    "tpe-rolling-halving": 2,
+    "gp-rolling-halving": 2,
+    "tpe-rolling-anytime": 1.5,
+    "tpe-rolling-8": 1.25,
+}
 QUICK_METHODS = ("grid", "tpe-seq", "tpe-fixed", "gp-rolling-halving")
 REFERENCES = ("grid", "tpe-seq")  # what every ratio is taken against
 # "hypervolume at equal wall time": parts of the reference's wall time (1/4 of the grid's is
