@@ -6,8 +6,9 @@ size (`search.plan`) and the tests. A row says how to build the Optuna sampler f
 `optuna.samplers` and what the search must know of it; this layer does not import Optuna
 (the search passes the module in); the wrapper that takes the model-based samplers out of a
 refused region (`experiment.refusals`), the GP that learns from pruned members
-(`experiment.rung_values`) and the samplers taking turns (`experiment.alternating`) are
-imported only when one is built. A new sampler is one row (docs/ARCHITECTURE.md).
+(`experiment.rung_values`), the samplers taking turns (`experiment.alternating`) and the
+picklable NSGA-II (`experiment.nsga2`) are imported only when one is built. A new sampler
+is one row (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ SAMPLERS: dict[str, Sampler] = {
         ),
         Sampler(
             "nsga2",
-            lambda o, a: o.NSGAIISampler(seed=a.seed, population_size=generation(a.num_samples)),
+            lambda o, a: _nsga2(seed=a.seed, population_size=generation(a.num_samples)),
             unmodelled=generation,
         ),
         Sampler("random", lambda o, a: o.RandomSampler(seed=a.seed)),
@@ -116,6 +117,13 @@ def _tpe_and_gp(optuna_samplers: Any, inputs: SamplerInputs) -> Any:
 
     gp = _rung_aware_gp(replace(inputs, seed=inputs.seed + 2))
     return Alternating([_tpe(optuna_samplers, inputs), gp])
+
+
+def _nsga2(**options: Any) -> Any:
+    """Optuna's NSGA-II, made picklable (`experiment.nsga2`: Optuna 5.1's holds a lock)."""
+    from experiment.nsga2 import NSGAIISampler  # imports Optuna: only when built
+
+    return NSGAIISampler(**options)
 
 
 def _rung_aware_gp(inputs: SamplerInputs) -> Any:
