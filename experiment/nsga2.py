@@ -21,13 +21,13 @@ _LOCK = type(threading.Lock())
 
 class NSGAIISampler(samplers.NSGAIISampler):
     def __getstate__(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if not isinstance(v, _LOCK)}
-        state["_unpickled_locks"] = [k for k, v in self.__dict__.items() if isinstance(v, _LOCK)]
-        return state
+        locks = [k for k, v in vars(self).items() if isinstance(v, _LOCK)]
+        kept = {k: v for k, v in vars(self).items() if k not in locks}
+        return {**kept, "_locks_left_out": locks}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
-        locks = state.pop("_unpickled_locks", [])
-        self.__dict__.update(state)
+        locks = state.pop("_locks_left_out", [])
+        vars(self).update(state)
         for name in locks:
             setattr(self, name, threading.Lock())
