@@ -1,4 +1,4 @@
-"""Closed-form tests of search/evaluate.py: every metric on models whose answer is known."""
+"""Closed-form tests of training/metrics.py: every metric on models whose answer is known."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from training.data import load_dataset
+from training.information import mutual_information
 from training.metrics import (
     active_units,
     aggregate_log_density,
@@ -17,7 +18,6 @@ from training.metrics import (
     kl_aggregate_prior,
     log_marginal_importance,
     log_marginal_quadrature,
-    mutual_information,
     pairwise_table,
 )
 from training.mog import MOG_ENTROPY, mog_log_density

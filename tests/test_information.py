@@ -13,6 +13,7 @@ import torch
 
 from experiment.config import MI_BOUNDS
 from training.information import (
+    aggregate_log_densities,
     aggregate_log_density,
     barber_agakov,
     mutual_information,
@@ -73,3 +74,18 @@ def test_barber_agakov_needs_the_data_entropy_and_every_mi_metric_says_its_bound
     assert barber_agakov(1.3585, -0.5) == pytest.approx(1.8585)
     assert math.isnan(barber_agakov(None, 0.1))
     assert MI_BOUNDS == {"mi": "lower", "mi_upper": "upper", "mi_ba": "lower", "rate": "upper"}
+
+
+def test_one_table_gives_both_mixtures_bit_for_bit() -> None:
+    # the evaluation builds the (M, N) table once for mi, mi_upper and kl_qz_pz: the same
+    # chunks and the same operations as each mixture computed alone, so the same bits
+    generator = torch.Generator().manual_seed(2)
+    mu = torch.randn(600, 2, generator=generator)
+    logvar = torch.randn(600, 2, generator=generator) - 3
+    z = mu + torch.exp(0.5 * logvar) * torch.randn(600, 2, generator=generator)
+    full, loo = aggregate_log_densities(z, mu, logvar)
+    assert torch.equal(full, aggregate_log_density(z, mu, logvar))
+    assert torch.equal(loo, aggregate_log_density(z, mu, logvar, leave_one_out=True))
+    assert bool((loo < full + math.log(600 / 599)).all())  # leaving one out only removes mass
+    only_full, none = aggregate_log_densities(z, mu, logvar, leave_one_out=False)
+    assert none is None and torch.equal(only_full, full)

@@ -46,10 +46,30 @@ def aggregate_log_density(
     """log q(z_i) with q(z) = 1/N Σ_j N(z; mu_j, diag(exp(logvar_j))). z: (M, Z) -> (M,).
 
     With ``leave_one_out`` (M = N, z_i drawn from component i) component i is left out of row
-    i's mixture: log 1/(N-1) Σ_{j≠i} q(z_i|x_j). The (M, N) table of log q(z_i|x_j) is built
-    with two matrix products in float64, using
+    i's mixture: log 1/(N-1) Σ_{j≠i} q(z_i|x_j). See `aggregate_log_densities`.
+    """
+    full, loo = aggregate_log_densities(
+        z, mu, logvar, full=not leave_one_out, leave_one_out=leave_one_out, chunk_size=chunk_size
+    )
+    return loo if leave_one_out else full
+
+
+def aggregate_log_densities(
+    z: Tensor,
+    mu: Tensor,
+    logvar: Tensor,
+    *,
+    full: bool = True,
+    leave_one_out: bool = True,
+    chunk_size: int = 256,
+) -> tuple[Tensor | None, Tensor | None]:
+    """(log q(z_i), its leave-one-out form), each (M,) or None where not asked, from one table.
+
+    The (M, N) table of log q(z_i|x_j) is built with two matrix products in float64, using
     Σ_d a_jd (z_id - mu_jd)^2 = z_i^2 · a_j - 2 z_i · (a_j mu_j) + mu_j^2 · a_j, a = exp(-logvar),
-    one chunk of rows at a time.
+    one chunk of rows at a time. Both mixtures come from the same chunk, so an evaluation that
+    needs both (``mi``, ``mi_upper``, ``kl_qz_pz``) builds the table once: it was most of an
+    evaluation's time on the mixture (docs/BENCHMARKS.md, "Evaluation").
     """
     n = len(mu)
     assert not leave_one_out or (len(z) == n and n > 1), (
@@ -59,16 +79,17 @@ def aggregate_log_density(
     precision = torch.exp(-logvar)  # (N, Z)
     weighted_mu = mu * precision
     constant = (mu**2 * precision + logvar + LOG_2PI).sum(-1)  # (N,)
-    components = n - 1 if leave_one_out else n
-    out = []
+    fulls, loos = [], []
     for rows in chunks(len(z), chunk_size):
         zc = z[rows]
         log_table = -0.5 * ((zc**2) @ precision.T - 2 * zc @ weighted_mu.T + constant)  # (C, N)
+        if full:
+            fulls.append(torch.logsumexp(log_table, dim=1) - math.log(n))
         if leave_one_out:
             own = torch.arange(rows.start, rows.stop, device=z.device)
             log_table[own - rows.start, own] = -math.inf
-        out.append(torch.logsumexp(log_table, dim=1) - math.log(components))
-    return torch.cat(out)
+            loos.append(torch.logsumexp(log_table, dim=1) - math.log(n - 1))
+    return (torch.cat(fulls) if full else None), (torch.cat(loos) if leave_one_out else None)
 
 
 def _log_conditional(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
@@ -81,15 +102,24 @@ def mutual_information(z: Tensor, mu: Tensor, logvar: Tensor) -> tuple[float, fl
     ``z`` holds one draw z_i ~ q(z|x_i) per point. Because q(z_i) >= q(z_i|x_i)/N, every term
     is at most log N: with N points the estimate cannot exceed log N nats.
     """
-    n = len(mu)
-    mi = float((_log_conditional(z, mu, logvar) - aggregate_log_density(z, mu, logvar)).mean())
-    return min(mi, math.log(n)), math.log(n)
+    return lower_bound(z, mu, logvar, aggregate_log_density(z, mu, logvar))
 
 
 def mutual_information_upper(z: Tensor, mu: Tensor, logvar: Tensor) -> float:
     """``mi_upper``: the leave-one-out upper bound on I_q(x;z) over N > 1 points (Poole 2019)."""
-    log_q = aggregate_log_density(z, mu, logvar, leave_one_out=True)
-    return float((_log_conditional(z, mu, logvar) - log_q).mean())
+    return upper_bound(z, mu, logvar, aggregate_log_density(z, mu, logvar, leave_one_out=True))
+
+
+def lower_bound(z: Tensor, mu: Tensor, logvar: Tensor, log_q: Tensor) -> tuple[float, float]:
+    """``mi`` and its cap from log q(z_i) (`aggregate_log_densities`' first)."""
+    n = len(mu)
+    mi = float((_log_conditional(z, mu, logvar) - log_q).mean())
+    return min(mi, math.log(n)), math.log(n)
+
+
+def upper_bound(z: Tensor, mu: Tensor, logvar: Tensor, log_q_loo: Tensor) -> float:
+    """``mi_upper`` from the leave-one-out log q(z_i) (`aggregate_log_densities`' second)."""
+    return float((_log_conditional(z, mu, logvar) - log_q_loo).mean())
 
 
 def barber_agakov(data_entropy: float | None, distortion: float) -> float:

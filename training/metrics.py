@@ -32,12 +32,13 @@ from objectives.mmd import mmd_unbiased
 from objectives.networks import LOG_2PI, DiagonalGaussian, standard_normal_log_prob
 from objectives.record import gaussian_kl
 from training.information import (
+    aggregate_log_densities,
     aggregate_log_density,
     barber_agakov,
     chunks,
     gaussian_log_density,
-    mutual_information,
-    mutual_information_upper,
+    lower_bound,
+    upper_bound,
 )
 
 Encode = Callable[[Tensor], tuple[Tensor, Tensor]]  # x (B, D) -> mu, logvar, each (B, Z)
@@ -200,9 +201,11 @@ def log_marginal_importance(
 # --------------------------------------------------------------------------- q(z) terms
 
 
-def kl_aggregate_prior(z: Tensor, mu: Tensor, logvar: Tensor) -> float:
-    """KL(q(z)||p(z)) = E_{q(z)}[log q(z) - log p(z)], q(z) the mixture over the N points."""
-    log_q = aggregate_log_density(z, mu, logvar)
+def kl_aggregate_prior(z: Tensor, mu: Tensor, logvar: Tensor, log_q: Tensor | None = None) -> float:
+    """KL(q(z)||p(z)) = E_{q(z)}[log q(z) - log p(z)], q(z) the mixture over the N points
+    (``log_q``: log q(z_i) when already computed, `aggregate_log_densities`)."""
+    if log_q is None:
+        log_q = aggregate_log_density(z, mu, logvar)
     return float((log_q - standard_normal_log_prob(z.double())).mean())
 
 
@@ -269,7 +272,8 @@ def evaluate(
     nll = negative_log_likelihood(x, encode, log_likelihood, table, iw_samples, generator)
     rate = float(gaussian_kl(mu, logvar).mean())
     distortion = float(-log_lik.mean())
-    mi, mi_cap = mutual_information(z, mu, logvar)
+    log_q, log_q_loo = aggregate_log_densities(z, mu, logvar, leave_one_out=len(z) > 1)
+    mi, mi_cap = lower_bound(z, mu, logvar, log_q)
     m = min(len(z), MMD_MAX_POINTS)
     prior = torch.randn((m, z_dim), generator=generator, device=z.device, dtype=z.dtype)
     mmd = mmd_unbiased(z[:m], prior, kernel="imq")  # C = 2 Z (WAE, InfoVAE)
@@ -280,9 +284,9 @@ def evaluate(
         "distortion": distortion,
         "mi": mi,
         "mi_cap": mi_cap,
-        "mi_upper": mutual_information_upper(z, mu, logvar) if len(z) > 1 else math.nan,
+        "mi_upper": upper_bound(z, mu, logvar, log_q_loo) if len(z) > 1 else math.nan,
         "mi_ba": barber_agakov(data_entropy, distortion),
-        "kl_qz_pz": kl_aggregate_prior(z, mu, logvar),
+        "kl_qz_pz": kl_aggregate_prior(z, mu, logvar, log_q),
         "mmd_qz_pz": float(mmd),
         "active_units": float(active_units(mu)),
     }
