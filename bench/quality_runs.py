@@ -9,6 +9,7 @@ member), joined to the study by key (`search.members.member_key`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,15 +89,19 @@ def journal_times(study: str, start: float) -> tuple[dict[str, float], dict[str,
     return told, asked
 
 
-def score(runs: dict[str, list[Run]]) -> np.ndarray:
-    """One reference point for every run of a space, and each run's two curves against it:
-    hypervolume against seconds and against the steps trained by then."""
+def score(runs: dict[str, list[Run]], fixed: Sequence[float] | None = None) -> np.ndarray:
+    """One reference point for every run of a space (`fixed`, else the worst usable trial's
+    plus a margin), and each run's two curves against it: hypervolume against seconds and
+    against the steps trained by then."""
     every = [r for rs in runs.values() for r in rs]
     if not every:
         return np.array([])
     metrics, modes = every[0].metrics, every[0].modes
-    values = np.concatenate([r.rows[r.usable][metrics].to_numpy(dtype=float) for r in every])
-    reference = reference_point(values, modes)
+    if fixed is not None:
+        reference = np.asarray(fixed, dtype=float)
+    else:
+        values = np.concatenate([r.rows[r.usable][metrics].to_numpy(dtype=float) for r in every])
+        reference = reference_point(values, modes)
     for run in every:
         v, usable = run.rows[metrics].to_numpy(dtype=float), run.usable
         t = run.rows["t"].to_numpy(dtype=float)

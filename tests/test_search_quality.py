@@ -110,3 +110,24 @@ def test_spread_says_when_a_seed_never_got_there() -> None:
         np.array([0.0, 1.5, 3.0]),
     )
     assert list(mean) == [0.0, 0.5, 2.0] and list(low) == [0, 0, 1] and list(high) == [0, 1, 3]
+
+
+def test_a_fixed_reference_is_not_stretched_by_a_blown_up_trial() -> None:
+    import pandas as pd
+    from quality_runs import Run, score
+
+    def run(seed: int, values: list[tuple[float, float]]) -> Run:
+        rows = pd.DataFrame(values, columns=["nll", "mi"])
+        rows["status"], rows["t"], rows["step"] = "ok", np.arange(len(rows), dtype=float), 10
+        return Run("m", seed, float(len(rows)), rows, ["nll", "mi"], list(MODES))
+
+    sane = [(1.0, 0.5), (1.5, 0.9)]
+    runs = {"m": [run(0, sane), run(1, [*sane, (30.0, 0.95)])]}  # nll 30: a blown-up member
+    derived = score(runs)
+    assert derived[0] > 30  # the worst usable trial's nll, and a margin
+    fixed = score(runs, REFERENCE)
+    assert list(fixed) == list(REFERENCE)
+    expected = brute_hypervolume(np.array(sane))
+    for r in runs["m"]:  # the blown-up trial lies outside the box and adds nothing
+        assert r.curves["seconds"].final == pytest.approx(expected, abs=1e-9)
+        assert list(r.curves["steps"].x) == [10.0 * (i + 1) for i in range(len(r.rows))]
