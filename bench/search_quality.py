@@ -17,7 +17,8 @@ Methods (`--methods`, overrides beside `search.seed=<seed>`; the file's max_conc
   with multi-objective successive halving (`-halving`: `search.scheduler=halving`, 8 slots a
   trial and twice the members, which trains about the steps of the others), and with a placed
   start-up (`-oa`: `search.startup=orthogonal`, `search.startup`);
-- tpe-rolling-anytime: tpe-rolling asking 1.5× the members, for its curve at fixed times;
+- tpe-rolling-anytime: tpe-rolling asking 1.5× the members, for its curve at fixed times, and
+  tpe-rolling-oa-anytime the same with the placed start-up;
 - tpe-gp-rolling: rolling populations whose asks TPE and the GP take in turns
   (`search.sampler=tpe-gp`);
 - tpe-rolling-8: rolling TPE with 8 slots a trial and a quarter more members.
@@ -92,6 +93,12 @@ METHODS: dict[str, list[str]] = {
         "search.scheduler=halving",
     ],
     "tpe-rolling-anytime": ["search.sampler=tpe", "search.population=4", "search.refill=true"],
+    "tpe-rolling-oa-anytime": [
+        "search.sampler=tpe",
+        "search.population=4",
+        "search.refill=true",
+        "search.startup=orthogonal",
+    ],
     "tpe-gp-rolling": ["search.sampler=tpe-gp", "search.population=4", "search.refill=true"],
     "tpe-rolling-8": ["search.sampler=tpe", "search.population=8", "search.refill=true"],
 }
@@ -109,6 +116,7 @@ BUDGET_FACTOR = {
     "tpe-rolling-halving": 2,
     "gp-rolling-halving": 2,
     "tpe-rolling-anytime": 1.5,
+    "tpe-rolling-oa-anytime": 1.5,
     "tpe-rolling-8": 2,
 }
 QUICK_METHODS = ("grid", "tpe-seq", "tpe-fixed", "gp-rolling-halving")
