@@ -21,7 +21,8 @@ Methods (`--methods`, overrides beside `search.seed=<seed>`; the file's max_conc
   tpe-rolling-oa-anytime the same with the placed start-up;
 - tpe-gp-rolling: rolling populations whose asks TPE and the GP take in turns
   (`search.sampler=tpe-gp`);
-- tpe-rolling-8: rolling TPE with 8 slots a trial and a quarter more members.
+- tpe-rolling-8: rolling TPE with 8 slots a trial and twice the members, and
+  tpe-rolling-oa-8 the same with the placed start-up.
 A method whose overrides this tree does not know (a ConfigError) is skipped and says so.
 
 Spaces: infovae-2d (configs/quick.yaml, the demo) and lagrangian-4d
@@ -101,6 +102,12 @@ METHODS: dict[str, list[str]] = {
     ],
     "tpe-gp-rolling": ["search.sampler=tpe-gp", "search.population=4", "search.refill=true"],
     "tpe-rolling-8": ["search.sampler=tpe", "search.population=8", "search.refill=true"],
+    "tpe-rolling-oa-8": [
+        "search.sampler=tpe",
+        "search.population=8",
+        "search.refill=true",
+        "search.startup=orthogonal",
+    ],
 }
 # Members asked, as a multiple of the space's budget. Halving stops most members at 1/9 or
 # 1/3 of their steps, so a halving search gets twice the members: it then trains about as
@@ -111,13 +118,15 @@ METHODS: dict[str, list[str]] = {
 # what a search with a deadline finds, where tpe-rolling stops at its budget.
 # `tpe-rolling-8` holds 8 slots a trial, where a member-step costs about 0.6 of one at 4
 # (docs/BENCHMARKS.md, "The population step"), and asks twice the members: like `-anytime`,
-# more than it finishes by a quarter of the grid's time.
+# more than it finishes by a quarter of the grid's time; `tpe-rolling-oa-8` is the same with
+# the placed start-up.
 BUDGET_FACTOR = {
     "tpe-rolling-halving": 2,
     "gp-rolling-halving": 2,
     "tpe-rolling-anytime": 1.5,
     "tpe-rolling-oa-anytime": 1.5,
     "tpe-rolling-8": 2,
+    "tpe-rolling-oa-8": 2,
 }
 QUICK_METHODS = ("grid", "tpe-seq", "tpe-fixed", "gp-rolling-halving")
 REFERENCES = ("grid", "tpe-seq")  # what every ratio is taken against
