@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -109,6 +110,20 @@ def score(runs: dict[str, list[Run]], fixed: Sequence[float] | None = None) -> n
         steps = cumulative(t, run.rows["step"].to_numpy(dtype=float))
         run.curves["steps"] = anytime_curve(steps, v, usable, modes, reference)
     return reference
+
+
+def relocated(result: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """`result` (a kept run.json) read from `folder`: its trials.csv and journal are named by
+    the absolute paths they had when the run ended, inside the run's folder one level down
+    (`<storage>/<search name>/`); where those are gone (the benchmark's folder was moved or
+    copied), the same names under `folder`."""
+    moved = dict(result)
+    for key in ("csv", "study"):
+        path = Path(result[key])
+        here = folder / path.parent.name / path.name
+        if not path.exists() and here.exists():
+            moved[key] = str(here)
+    return moved
 
 
 def child_result(plan: Any, start: float, end: float) -> dict[str, Any]:

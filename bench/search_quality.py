@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from child import run_child  # noqa: E402
 from quality_curves import Spread, hv_ratio_at, reach_ratio, spread  # noqa: E402
 from quality_report import figure, run_json, run_table, write_figure  # noqa: E402
-from quality_runs import Run, read_run, score  # noqa: E402
+from quality_runs import Run, read_run, relocated, score  # noqa: E402
 
 from experiment.config import ConfigError, load_experiment  # noqa: E402
 
@@ -193,7 +193,7 @@ def kept_runs(runs_dir: Path, space: str) -> tuple[dict[str, list[Run]], bool]:
     quick = False
     for file in sorted((runs_dir / space).glob(f"*/*/{RUN_FILE}")):
         method, seed = file.parent.parent.name, int(file.parent.name)
-        result = json.loads(file.read_text())
+        result = relocated(json.loads(file.read_text()), file.parent)
         quick = quick or bool(result.get("quick"))
         runs.setdefault(method, []).append(read_run(method, seed, result))
     for rs in runs.values():

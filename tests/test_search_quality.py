@@ -131,3 +131,26 @@ def test_a_fixed_reference_is_not_stretched_by_a_blown_up_trial() -> None:
     for r in runs["m"]:  # the blown-up trial lies outside the box and adds nothing
         assert r.curves["seconds"].final == pytest.approx(expected, abs=1e-9)
         assert list(r.curves["steps"].x) == [10.0 * (i + 1) for i in range(len(r.rows))]
+
+
+def test_a_kept_run_moved_with_its_folder_reads_its_files_from_there(tmp_path: Path) -> None:
+    """run.json names its files by their absolute paths at the end of the run: once the
+    benchmark's folder moves, the files of the same names under the run's folder are read;
+    recorded paths that still exist are kept."""
+    from quality_runs import relocated
+
+    old = tmp_path / "old" / "grid" / "0" / "lagrangian-mog"
+    here = tmp_path / "new" / "grid" / "0"
+    (here / "lagrangian-mog").mkdir(parents=True)
+    for name in ("trials.csv", "optuna.journal"):
+        (here / "lagrangian-mog" / name).write_text("")
+    result = {"csv": str(old / "trials.csv"), "study": str(old / "optuna.journal"), "start": 1.0}
+    moved = relocated(result, here)
+    assert moved["csv"] == str(here / "lagrangian-mog" / "trials.csv")
+    assert moved["study"] == str(here / "lagrangian-mog" / "optuna.journal")
+    assert moved["start"] == 1.0 and result["csv"] == str(old / "trials.csv")  # a copy
+    old.mkdir(parents=True)
+    (old / "trials.csv").write_text("")
+    kept = relocated(result, here)  # the recorded csv exists: it stays; the journal moves
+    assert kept["csv"] == str(old / "trials.csv")
+    assert kept["study"] == str(here / "lagrangian-mog" / "optuna.journal")
