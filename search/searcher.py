@@ -56,14 +56,17 @@ def host_name() -> str:
     return f"infoae-study-{os.getpid()}"
 
 
-def start_host(study: FamilyStudy, experiment_path: str | None = None) -> Any:
+def start_host(study: FamilyStudy, experiment_path: str | None = None, anew: bool = False) -> Any:
     """The study's actor on this node. With `experiment_path` (a resume), it begins from the
     searcher state Tune saved there, if any: before Tune restores the searcher, resumed trials
-    may already ask and tell."""
+    may already ask and tell. `anew`: Tune starts again (no whole state of its was saved), so
+    no earlier trial resumes: the sampler goes on, every member still running is orphaned."""
     restored = False
     if experiment_path is not None:
         saved = saved_study(Path(experiment_path))
         if saved is not None:  # its progress; the paths are this driver's (a moved folder)
+            if anew:  # counted again from the study as it opens: finished members only
+                saved.numbers, saved.rolling_trials = {}, set()
             study, restored = resumed(saved, study), True
     here = ray.get_runtime_context().get_node_id()
     pinned = NodeAffinitySchedulingStrategy(node_id=here, soft=False)
@@ -205,11 +208,15 @@ class Generator(SearchGenerator):
         resumed (`live`). A driver killed while its state was written can leave the searcher's
         copy ahead of Tune's trials: a trial it suggested and Tune lost would hold a slot
         forever, and Tune would wait for a trial the searcher never gives. Such a trial is
-        forgotten (its members orphaned, asked again); one Tune holds and the copy lacks is
-        counted, so its end reaches the searcher."""
+        forgotten (its members orphaned, asked again). One Tune holds and the copy lacks is
+        counted, so its end reaches the searcher, and its running members stay counted (else
+        the study, opening, would orphan them as asked after its saved state and ask their
+        budget again while the trial trains on)."""
         limiter = self.searcher
         if not isinstance(limiter, ConcurrencyLimiter):
             return
+        for trial_id in sorted(live - limiter.live_trials):  # first: forget opens the study
+            limiter.searcher.study.add_rolling(trial_id)
         for trial_id in sorted(limiter.live_trials - live):
             limiter.searcher.forget(trial_id)
         limiter.live_trials = set(live)

@@ -7,10 +7,9 @@ failed, never as NaN values. Each Optuna trial carries as user attributes the Tu
 its member index (population trials), the experiment folder's name and its status (the words of
 `experiment.status`: `refused` and `orphaned` for points that never ran).
 
-The study lives with the experiment: by default Optuna's journal file `optuna.journal` in the
-experiment directory (written as each trial is told; the journal's file lock works on shared
-filesystems, where SQLite's does not), or any Optuna storage URL in `search.study`
-(`postgresql://...`, `sqlite:///...`) that several drivers and optuna-dashboard share.
+The study lives with the experiment: the journal `optuna.journal` in its folder, written as each
+trial is told (its file lock works on shared filesystems, SQLite's does not), or any Optuna
+storage URL in `search.study` (`postgresql://`, `sqlite:///`) that drivers and dashboards share.
 """
 
 from __future__ import annotations
@@ -177,7 +176,8 @@ class FamilyStudy:
         raise RuntimeError(f"the compiler refused {self.max_refusals} points in a row: {reason}")
 
     def add_rolling(self, trial_id: str) -> None:
-        """A rolling trial starts: a resumed driver leaves its running members to it (claim)."""
+        """A trial whose running members a resumed driver leaves to it: a rolling trial
+        (it claims them) or one Tune resumed that the saved state lacks (`Generator.settle`)."""
         self.rolling_trials.add(trial_id)
 
     def forget(self, trial_id: str) -> None:

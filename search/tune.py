@@ -173,7 +173,7 @@ def run_search(
     Generator.here = (plan.storage, plan.name)
     try:
         stop.__enter__()
-        host = start_host(_study(plan), plan.experiment_path if resume else None)
+        host = start_host(_study(plan), plan.experiment_path if resume else None, not restore)
         trainable = tune.with_resources(
             tune.with_parameters(
                 run_trial,

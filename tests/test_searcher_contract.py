@@ -105,6 +105,61 @@ def test_a_trial_tune_lost_in_a_kill_frees_its_slot_and_its_members(host: tuple)
     assert limiter.live_trials == {"p2", "p3"} and limiter.suggest("p4") is None
 
 
+def test_a_trial_tune_resumed_that_the_saved_state_lacks_keeps_its_members(
+    host: tuple, tmp_path: Path
+) -> None:
+    """The other race (CI, a fixed population): the searcher's state was saved before
+    population "p1" was asked, Tune's after. Restored, the study opened on p1's end and
+    orphaned its running member as asked after its state, then asked its budget again while
+    p1 trained on: 4 rows for a budget of 3. `settle` leaves p1's members to p1."""
+    plan, actor = host
+    family = FamilySearcher(plan.metrics, plan.modes, population=2)
+    limiter = ConcurrencyLimiter(family, max_concurrent=1)
+    assert len(limiter.suggest("p0")["members"]) == 2
+    done = {"members/0/nll": 1.0, "members/0/mi": 0.5, "members/1/nll": 1.1, "members/1/mi": 0.4}
+    limiter.on_trial_complete("p0", done)
+    stale = ray.get(actor.get.remote())  # the searcher's state, saved before p1
+    assert len(limiter.suggest("p1")["members"]) == 1
+    ray.kill(actor)  # a new driver: its host begins from the stale state
+    resumed_host = start_host(study_of(plan_in(tmp_path, resume=True)))
+    ray.get(resumed_host.put.remote(stale))
+    generator = Generator(ConcurrencyLimiter(FamilySearcher(plan.metrics, plan.modes, 2), 1))
+    generator.settle({"p1"})  # Tune resumed p1
+    restored = generator.searcher
+    restored.on_trial_complete("p1", {"members/0/nll": 1.2, "members/0/mi": 0.5})
+    p1 = [t for t in trials(plan.study) if t.user_attrs["tune_trial_id"] == "p1"]
+    assert [(t.state, t.values) for t in p1] == [(COMPLETE, [1.2, 0.5])]
+    assert restored.suggest("p2") == Searcher.FINISHED  # the budget of 3, run exactly once
+    ray.kill(resumed_host)
+
+
+def test_a_resume_that_tune_starts_anew_asks_again_what_was_running(
+    local_ray: None, tmp_path: Path
+) -> None:
+    """The full-disk case: Tune's own state was cut short, so the resumed Tune starts again
+    and none of the earlier trials resumes. The saved searcher state still counted their
+    running members: the search ended with 1 row of 5. `start_host(..., anew=True)` keeps the
+    sampler and counts finished members only."""
+    plan = plan_in(tmp_path)
+    actor = start_host(study_of(plan))
+    searcher = FamilySearcher(plan.metrics, plan.modes)
+    searcher.suggest("t0")
+    searcher.on_trial_complete("t0", {"nll": 1.0, "mi": 0.5, "status": "ok"})
+    searcher.suggest("t1")  # running when the driver stopped
+    saved = Path(plan.experiment_path) / Searcher.CKPT_FILE_TMPL.format("before")
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    searcher.save(str(saved))
+    ray.kill(actor)
+    anew = start_host(study_of(plan_in(tmp_path, resume=True)), plan.experiment_path, anew=True)
+    again = FamilySearcher(plan.metrics, plan.modes)
+    asked = [again.suggest(f"u{i}") for i in range(3)]
+    assert [isinstance(a, dict) for a in asked[:2]] == [True, True]  # 1 ran: 2 are asked
+    assert asked[2] == Searcher.FINISHED
+    t1 = [t for t in trials(plan.study) if t.user_attrs["tune_trial_id"] == "t1"]
+    assert [(t.state, t.user_attrs["status"]) for t in t1] == [(FAIL, "orphaned")]
+    ray.kill(anew)
+
+
 def test_the_first_step_after_a_restore_settles_the_limiter_on_tunes_unfinished_trials(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
