@@ -209,14 +209,14 @@ class Generator(SearchGenerator):
         copy ahead of Tune's trials: a trial it suggested and Tune lost would hold a slot
         forever, and Tune would wait for a trial the searcher never gives. Such a trial is
         forgotten (its members orphaned, asked again). One Tune holds and the copy lacks is
-        counted, so its end reaches the searcher, and its running members stay counted (else
-        the study, opening, would orphan them as asked after its saved state and ask their
-        budget again while the trial trains on)."""
+        counted, so its end reaches the searcher; and every trial Tune holds keeps its running
+        members (else a study saved before they were asked would, opening, orphan them and ask
+        their budget again while the trial trains on)."""
         limiter = self.searcher
         if not isinstance(limiter, ConcurrencyLimiter):
             return
-        for trial_id in sorted(live - limiter.live_trials):  # first: forget opens the study
-            limiter.searcher.study.add_rolling(trial_id)
+        for trial_id in sorted(live):  # first (forget opens the study); the limiter's and
+            limiter.searcher.study.add_rolling(trial_id)  # the study's states are two files
         for trial_id in sorted(limiter.live_trials - live):
             limiter.searcher.forget(trial_id)
         limiter.live_trials = set(live)

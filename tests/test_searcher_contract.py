@@ -124,6 +124,7 @@ def test_a_trial_tune_resumed_that_the_saved_state_lacks_keeps_its_members(
     resumed_host = start_host(study_of(plan_in(tmp_path, resume=True)))
     ray.get(resumed_host.put.remote(stale))
     generator = Generator(ConcurrencyLimiter(FamilySearcher(plan.metrics, plan.modes, 2), 1))
+    generator.searcher.live_trials = {"p1"}  # the limiter's state (its own file) knew p1
     generator.settle({"p1"})  # Tune resumed p1
     restored = generator.searcher
     restored.on_trial_complete("p1", {"members/0/nll": 1.2, "members/0/mi": 0.5})
